@@ -1,0 +1,144 @@
+"""MovieLens through TensorFlow Datasets: dataset names, and building them from local raw files.
+
+Machines without internet cannot let TFDS download GroupLens' archives, and a re-zipped copy fails
+TFDS's registered checksum. `prepare_from_raw_dir` therefore runs TFDS's own `Movielens` builder
+(same parsing, features and on-disk layout) with its download step pointed at a local directory
+of the raw GroupLens files. Afterwards stock `tfds.builder(name, data_dir=...)` reads it anywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from pathlib import Path
+
+import tensorflow_datasets as tfds
+from tensorflow_datasets.structured import movielens
+
+MOVIELENS_VERSIONS = ("100k", "1m", "20m", "25m", "latest-small")
+
+# The files TFDS's parser reads for each format version, the ratings file first.
+RAW_FILES = {
+    "100k": ("u.data", "u.item", "u.user"),
+    "1m": ("ratings.dat", "movies.dat", "users.dat"),
+    "20m": ("ratings.csv", "movies.csv"),
+    "25m": ("ratings.csv", "movies.csv"),
+    "latest-small": ("ratings.csv", "movies.csv"),
+}
+
+
+class DataSourceError(ValueError):
+    """The dataset name or the raw files cannot be used; the message names what and where."""
+
+
+def parse_dataset_name(name: str) -> str:
+    """Returns the MovieLens format version of a `movielens/<version>-ratings` name."""
+    match = re.fullmatch(r"movielens/(.+)-ratings", name)
+    if not match or match.group(1) not in MOVIELENS_VERSIONS:
+        known = ", ".join(f"movielens/{version}-ratings" for version in MOVIELENS_VERSIONS)
+        raise DataSourceError(f"Unknown TFDS dataset {name!r}: expected one of {known}.")
+    return match.group(1)
+
+
+def catalogue_name(ratings_name: str) -> str:
+    """The TFDS name of the movie catalogue that goes with a ratings dataset."""
+    return f"movielens/{parse_dataset_name(ratings_name)}-movies"
+
+
+def check_raw_dir(version: str, raw_dir: str | os.PathLike) -> None:
+    """Fails with the missing path named when `raw_dir` lacks a file TFDS's parser reads."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise DataSourceError(f"Raw MovieLens directory {str(raw_dir)!r} does not exist.")
+    for file_name in RAW_FILES[version]:
+        if not (raw_dir / file_name).is_file():
+            raise DataSourceError(
+                f"Raw MovieLens {version} directory {str(raw_dir)!r} has no {file_name!r} "
+                f"(expected the GroupLens files {', '.join(RAW_FILES[version])})."
+            )
+
+
+def _raw_lines(path: Path):
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            line = raw.decode("ISO-8859-1").rstrip("\r\n")
+            if line.strip():
+                yield line_number, line
+
+
+def _movie_and_user_ids(version: str, raw_dir: Path) -> tuple[set[str], set[str] | None]:
+    _, movies_file, *users_file = RAW_FILES[version]
+    separator = {"100k": "|", "1m": "::"}.get(version)
+    if separator is None:
+        with open(raw_dir / movies_file, newline="", encoding="utf-8") as handle:
+            return {row["movieId"] for row in csv.DictReader(handle)}, None
+    movies = {line.split(separator)[0] for _, line in _raw_lines(raw_dir / movies_file)}
+    users = {line.split(separator)[0] for _, line in _raw_lines(raw_dir / users_file[0])}
+    return movies, users
+
+
+def find_malformed_rating(version: str, raw_dir: str | os.PathLike) -> str | None:
+    """Describes the first ratings line TFDS's parser cannot read, naming file and line.
+
+    Used after a failed build, to turn the parser's bare exception into a message a user can act
+    on; returns None if every ratings line is well formed.
+    """
+    raw_dir = Path(raw_dir)
+    ratings_path = raw_dir / RAW_FILES[version][0]
+    movies, users = _movie_and_user_ids(version, raw_dir)
+    separator = {"100k": "\t", "1m": "::"}.get(version, ",")
+    lines = _raw_lines(ratings_path)
+    if separator == ",":
+        next(lines, None)  # header
+    for line_number, line in lines:
+        fields = line.split(separator)
+        where = f"{ratings_path}, line {line_number}"
+        if len(fields) != 4:
+            return f"{where}: expected 4 fields (user, movie, rating, timestamp), got {line!r}"
+        user_id, movie_id, rating, timestamp = fields
+        try:
+            float(rating)
+            int(timestamp)
+        except ValueError:
+            return f"{where}: rating {rating!r} or timestamp {timestamp!r} is not a number"
+        if movie_id not in movies:
+            return f"{where}: movie id {movie_id!r} is not in the movies file"
+        if users is not None and user_id not in users:
+            return f"{where}: user id {user_id!r} is not in the users file"
+    return None
+
+
+def _local_builder_class(raw_dir: str):
+    """TFDS's Movielens builder whose download step is replaced by the files in `raw_dir`."""
+    with tfds.core.registered.skip_registration():
+
+        class Movielens(movielens.Movielens):  # same name: same data dir layout as the public one
+            def _split_generators(self, dl_manager):
+                del dl_manager  # nothing to download
+                return [tfds.core.SplitGenerator(
+                    name=tfds.Split.TRAIN, gen_kwargs={"dir_path": raw_dir})]
+
+    return Movielens
+
+
+def prepare_from_raw_dir(config: str, raw_dir: str, data_dir: str) -> tfds.core.DatasetBuilder:
+    """Builds `movielens/<config>` under `data_dir` from raw GroupLens files, unless present.
+
+    Returns the stock TFDS builder for the prepared dataset.
+    """
+    version = config.rsplit("-", 1)[0]
+    check_raw_dir(version, raw_dir)
+    builder = tfds.builder(f"movielens/{config}", data_dir=data_dir)
+    if builder.is_prepared():
+        return builder
+    local_builder = _local_builder_class(str(Path(raw_dir).resolve()))(
+        config=config, data_dir=data_dir)
+    try:
+        local_builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    except Exception as error:
+        problem = find_malformed_rating(version, raw_dir) or f"{type(error).__name__}: {error}"
+        raise DataSourceError(
+            f"Cannot build movielens/{config} from {raw_dir!r}: {problem}") from error
+    return tfds.builder(f"movielens/{config}", data_dir=data_dir)

@@ -1,0 +1,23 @@
+"""The one place for the quirks of this TensorFlow / TFX / ScaNN stack.
+
+Imported by `components/__init__.py`, so anything of ours that touches TensorFlow goes through it.
+"""
+
+import os
+
+# TFRS 0.7 is built on Keras 2: `tf.keras` must resolve to tf_keras. TensorFlow reads this
+# variable when `tf.keras` is first touched, so it is set before any of our TensorFlow imports.
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+def register_scann_ops() -> None:
+    """Registers ScaNN's TF ops; a SavedModel holding a ScaNN index fails to load without them
+
+    (`Op type not registered 'Scann>TensorsToScann'`).
+    """
+    import scann  # noqa: F401
+
+
+# SavedModels holding a ScaNN index must be saved with ScaNN's op namespace allowed.
+SCANN_SAVE_OPTIONS_NAMESPACES = ("Scann",)
