@@ -1,0 +1,88 @@
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.types import artifact_utils, standard_artifacts
+
+from components import features
+from components.example_gen import executor, synthetic, tfds_source
+
+
+def _read_split(examples, split):
+    pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*.gz")
+    return [tf.train.Example.FromString(record.numpy()) for record in
+            tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP")]
+
+
+def _run(tmp_path, raw_dir, name, **overrides):
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / name)
+    properties = {"dataset": "movielens/100k-ratings", "eval_fraction": 0.2, "split_seed": 42,
+                  "tfds_data_dir": str(tmp_path / "tfds"), "raw_dir": str(raw_dir), **overrides}
+    executor.Executor().Do({}, {"examples": [examples]}, properties)
+    return examples
+
+
+@pytest.fixture(scope="module")
+def raw_dir(tmp_path_factory):
+    return synthetic.write_movielens_100k(tmp_path_factory.mktemp("raw"), num_users=40,
+                                          num_movies=50, ratings_per_user=10)
+
+
+def test_writes_reproducible_train_eval_split_and_full_catalogue(tmp_path, raw_dir):
+    first = _run(tmp_path, raw_dir, "first")
+    second = _run(tmp_path, raw_dir, "second")
+    assert artifact_utils.decode_split_names(first.split_names) == ["train", "eval", "movies"]
+
+    def keys(examples, split):
+        return sorted((e.features.feature["user_id"].bytes_list.value[0],
+                       e.features.feature["movie_id"].bytes_list.value[0])
+                      for e in _read_split(examples, split))
+
+    train, evaluation = keys(first, "train"), keys(first, "eval")
+    assert train == keys(second, "train") and evaluation == keys(second, "eval")
+    total = len((raw_dir / "u.data").read_text().splitlines())
+    assert len(train) + len(evaluation) == total
+    assert 0.1 < len(evaluation) / total < 0.3
+    movies = _read_split(first, "movies")
+    assert len(movies) == 50
+    assert set(movies[0].features.feature) == set(features.MOVIE_FEATURES)
+    rating = _read_split(first, "train")[0].features.feature
+    assert {"user_rating", "timestamp", "movie_genres", "user_occupation_text",
+            "bucketized_user_age", "user_gender", "user_zip_code"} <= set(rating)
+
+
+def test_other_seed_gives_another_split(tmp_path, raw_dir):
+    base = {"user_id": b"1", "movie_id": b"2", "timestamp": 3}
+    assignments = {seed: [executor.is_eval({**base, "movie_id": str(m).encode()}, 0.5, seed)
+                          for m in range(64)] for seed in (1, 2)}
+    assert assignments[1] != assignments[2]
+
+
+def test_unknown_dataset_is_named(tmp_path, raw_dir):
+    with pytest.raises(tfds_source.DataSourceError, match="movielens/3m-ratings"):
+        _run(tmp_path, raw_dir, "bad", dataset="movielens/3m-ratings")
+
+
+def test_missing_raw_file_is_named(tmp_path, raw_dir):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("u.data", "u.item"):
+        (broken / name).write_bytes((raw_dir / name).read_bytes())
+    with pytest.raises(tfds_source.DataSourceError, match="has no 'u.user'"):
+        _run(tmp_path, broken, "bad")
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").rglob("*.gz"))
+
+
+def test_malformed_ratings_line_is_named(tmp_path, raw_dir):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("u.item", "u.user"):
+        (broken / name).write_bytes((raw_dir / name).read_bytes())
+    lines = (raw_dir / "u.data").read_text().splitlines()
+    lines[6] = "1\t2\tfive\t881250949"
+    (broken / "u.data").write_text("\n".join(lines) + "\n")
+    with pytest.raises(tfds_source.DataSourceError, match=r"u.data, line 7: rating 'five'"):
+        _run(tmp_path, broken, "bad")
+    assert not (tmp_path / "tfds" / "movielens" / "100k-ratings").exists() or not list(
+        (tmp_path / "tfds" / "movielens" / "100k-ratings").glob("*/*.tfrecord*"))

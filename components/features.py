@@ -1,0 +1,65 @@
+"""Feature names and split names shared by every step (ExampleGen, Transform, Trainer, Evaluator).
+
+Raw names are TFDS's MovieLens feature names; tf.Examples carry them unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+USER_ID = "user_id"
+MOVIE_ID = "movie_id"
+MOVIE_TITLE = "movie_title"
+MOVIE_GENRES = "movie_genres"
+RATING = "user_rating"
+TIMESTAMP = "timestamp"
+USER_GENDER = "user_gender"
+USER_AGE_BUCKET = "bucketized_user_age"
+USER_OCCUPATION = "user_occupation_text"
+USER_ZIP_CODE = "user_zip_code"
+
+# Features of the movie catalogue (TFDS's `movielens/<version>-movies`).
+MOVIE_FEATURES = (MOVIE_ID, MOVIE_TITLE, MOVIE_GENRES)
+# TFDS's ClassLabel for movie_genres has 21 names in every MovieLens version.
+NUM_GENRES = 21
+
+TRAIN_SPLIT = "train"
+EVAL_SPLIT = "eval"
+# The whole movie catalogue, written by ExampleGen beside the rating splits, so retrieval is
+# trained, scored and indexed over every movie, not only those rated in training.
+MOVIES_SPLIT = "movies"
+
+# Transform's outputs, read by the Trainer.
+USER_INDEX = "user_index"
+MOVIE_INDEX = "movie_index"
+GENRES_MULTI_HOT = "genres_multi_hot"
+RATING_LABEL = "rating"
+
+# Vocabulary file names written by Transform.
+USER_VOCABULARY = "user_id"
+MOVIE_VOCABULARY = "movie_title"
+
+
+def to_example(record: Mapping[str, Any]) -> tf.train.Example:
+    """Turns one TFDS record (numpy values, as from `tfds.as_numpy`) into a tf.train.Example.
+
+    Strings become bytes_list, floats float_list, ints and bools int64_list; sequences keep all
+    their values (movie_genres).
+    """
+    feature = {}
+    for name, value in record.items():
+        values = np.atleast_1d(np.asarray(value))
+        if values.dtype.kind in "SUO":
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(
+                value=[v if isinstance(v, bytes) else str(v).encode() for v in values]))
+        elif values.dtype.kind == "f":
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        elif values.dtype.kind in "iub":
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(
+                value=values.astype(np.int64)))
+        else:
+            raise TypeError(f"Feature {name!r} has unsupported dtype {values.dtype}.")
+    return tf.train.Example(features=tf.train.Features(feature=feature))

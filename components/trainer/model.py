@@ -1,0 +1,130 @@
+"""The multi-task TFRS model: user and movie towers shared by a retrieval and a rating task.
+
+Inputs are Transform's outputs (see components/transform/preprocessing.py):
+user_index [batch] int64, movie_index [batch] int64, genres_multi_hot [batch, 21] float32,
+and the label rating [batch] float32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from components import features
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Every hyperparameter of the model and its training (set in pipeline/configs.py)."""
+
+    embedding_dim: int = 64
+    rating_hidden_units: tuple[int, ...] = (256, 64)
+    retrieval_weight: float = 1.0
+    rating_weight: float = 1.0
+    optimizer: str = "adagrad"
+    learning_rate: float = 0.1
+    batch_size: int = 4096
+    epochs: int = 3
+    seed: int = 42
+    top_k: int = 10
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "ModelConfig":
+        values = dict(custom_config or {})
+        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown model hyperparameters: {sorted(unknown)}.")
+        if "rating_hidden_units" in values:
+            values["rating_hidden_units"] = tuple(values["rating_hidden_units"])
+        return cls(**values)
+
+
+def build_user_tower(num_users: int, config: ModelConfig) -> tf.keras.Model:
+    """user_index [batch] -> user embedding [batch, embedding_dim]. Index num_users is OOV."""
+    user_index = tf.keras.Input(shape=(), dtype=tf.int64, name=features.USER_INDEX)
+    embedding = tf.keras.layers.Embedding(num_users + 1, config.embedding_dim,
+                                          name="user_embedding")(user_index)
+    return tf.keras.Model({features.USER_INDEX: user_index}, embedding, name="user_tower")
+
+
+def build_movie_tower(num_movies: int, config: ModelConfig) -> tf.keras.Model:
+    """movie_index [batch], genres_multi_hot [batch, 21] -> movie embedding [batch, dim].
+
+    The genre term gives titles unseen in training (the shared OOV index) an embedding of their
+    own kind.
+    """
+    movie_index = tf.keras.Input(shape=(), dtype=tf.int64, name=features.MOVIE_INDEX)
+    genres = tf.keras.Input(shape=(features.NUM_GENRES,), dtype=tf.float32,
+                            name=features.GENRES_MULTI_HOT)
+    title_embedding = tf.keras.layers.Embedding(num_movies + 1, config.embedding_dim,
+                                                name="title_embedding")(movie_index)
+    genre_embedding = tf.keras.layers.Dense(config.embedding_dim, use_bias=False,
+                                            name="genre_embedding")(genres)
+    embedding = tf.keras.layers.Add(name="movie_embedding")([title_embedding, genre_embedding])
+    return tf.keras.Model({features.MOVIE_INDEX: movie_index, features.GENRES_MULTI_HOT: genres},
+                          embedding, name="movie_tower")
+
+
+def build_rating_head(config: ModelConfig) -> tf.keras.Model:
+    """(user embedding, movie embedding) -> predicted rating [batch]."""
+    user = tf.keras.Input(shape=(config.embedding_dim,), name="user_embedding")
+    movie = tf.keras.Input(shape=(config.embedding_dim,), name="movie_embedding")
+    hidden = tf.keras.layers.Concatenate()([user, movie])
+    for units in config.rating_hidden_units:
+        hidden = tf.keras.layers.Dense(units, activation="relu")(hidden)
+    rating = tf.keras.layers.Reshape(())(tf.keras.layers.Dense(1)(hidden))
+    return tf.keras.Model([user, movie], rating, name="rating_head")
+
+
+class MultiTaskRecommender(tfrs.Model):
+    """Joint retrieval (in-batch softmax over movie embeddings) and rating regression.
+
+    loss = retrieval_weight * retrieval loss + rating_weight * mean squared rating error.
+    Retrieval removes accidental hits (the positive movie appearing again as an in-batch
+    negative). Top-k metrics over the whole catalogue are the Evaluator's job.
+    """
+
+    def __init__(self, user_tower: tf.keras.Model, movie_tower: tf.keras.Model,
+                 rating_head: tf.keras.Model, config: ModelConfig):
+        super().__init__()
+        self.user_tower = user_tower
+        self.movie_tower = movie_tower
+        self.rating_head = rating_head
+        self.retrieval_weight = config.retrieval_weight
+        self.rating_weight = config.rating_weight
+        self.retrieval_task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+        self.rating_task = tfrs.tasks.Ranking(
+            loss=tf.keras.losses.MeanSquaredError(),
+            metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
+
+    def call(self, inputs: Mapping[str, tf.Tensor]):
+        user_embedding = self.user_tower({features.USER_INDEX: inputs[features.USER_INDEX]})
+        movie_embedding = self.movie_tower({
+            features.MOVIE_INDEX: inputs[features.MOVIE_INDEX],
+            features.GENRES_MULTI_HOT: inputs[features.GENRES_MULTI_HOT]})
+        return user_embedding, movie_embedding, self.rating_head(
+            [user_embedding, movie_embedding])
+
+    def compute_loss(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        user_embedding, movie_embedding, rating = self(inputs)
+        retrieval_loss = self.retrieval_task(
+            user_embedding, movie_embedding, candidate_ids=inputs[features.MOVIE_INDEX],
+            compute_metrics=not training)
+        rating_loss = self.rating_task(labels=inputs[features.RATING_LABEL], predictions=rating)
+        return self.retrieval_weight * retrieval_loss + self.rating_weight * rating_loss
+
+
+def build_model(num_users: int, num_movies: int, config: ModelConfig) -> MultiTaskRecommender:
+    tf.keras.utils.set_random_seed(config.seed)
+    model = MultiTaskRecommender(build_user_tower(num_users, config),
+                                 build_movie_tower(num_movies, config),
+                                 build_rating_head(config), config)
+    optimizers = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}
+    if config.optimizer not in optimizers:
+        raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got "
+                         f"{config.optimizer!r}.")
+    model.compile(optimizer=optimizers[config.optimizer](learning_rate=config.learning_rate))
+    return model

@@ -1,0 +1,180 @@
+"""The exported SavedModel: towers, rating head, Transform graph, catalogue and ScaNN index.
+
+The Keras training model is not exported as such: TFRS's FactorizedTopK metric holds a dataset
+that cannot be saved, and serving needs raw inputs. `RecommenderModule` holds only what answering
+needs, with four signatures:
+
+- serving_default(user_id [B] string) -> titles [B, k], scores [B, k]: ScaNN over the catalogue.
+- brute_force(user_id) -> titles, scores: the same, exact.
+- rating(user_id [B], movie_title [B]) -> rating [B].
+- evaluation(examples [B] serialized tf.Example) -> per-example metrics read by the Evaluator:
+  top_K_accuracy and top_K_accuracy_unrated (the held-out title is among the user's K
+  best-scored titles of the whole catalogue, exact scores; `_unrated` leaves out the titles the
+  user rated in training), squared_error and rating, scann_recall_at_10 (overlap of ScaNN's
+  top 10 with the exact top 10).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tensorflow_transform as tft
+
+from components import features, stack
+
+EVALUATION_KS = (1, 5, 10, 50, 100)
+SCANN_RECALL_K = 10
+
+
+def read_catalogue(file_pattern: str) -> tuple[np.ndarray, tf.RaggedTensor]:
+    """Unique titles [N] and their genre ids [N, None] from ExampleGen's `movies` split.
+
+    MovieLens has a few titles under two movie ids; retrieval works on titles, so the first
+    occurrence is kept.
+    """
+    spec = {features.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
+            features.MOVIE_GENRES: tf.io.RaggedFeature(tf.int64)}
+    files = tf.io.gfile.glob(file_pattern)
+    if not files:
+        raise FileNotFoundError(f"No movie catalogue files match {file_pattern!r}.")
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096).map(
+        lambda records: tf.io.parse_example(records, spec))
+    titles, genres, seen = [], [], set()
+    for batch in dataset:
+        for title, genre_ids in zip(batch[features.MOVIE_TITLE].numpy(),
+                                    batch[features.MOVIE_GENRES].to_list()):
+            if title not in seen:
+                seen.add(title)
+                titles.append(title)
+                genres.append(genre_ids)
+    return np.array(titles, dtype=object), tf.ragged.constant(genres, dtype=tf.int64,
+                                                              ragged_rank=1)
+
+
+def scann_parameters(num_candidates: int) -> dict:
+    """ScaNN tree sizes scaled to the catalogue (sqrt(N) leaves, a third of them searched)."""
+    num_leaves = max(1, round(math.sqrt(num_candidates)))
+    return {"num_leaves": num_leaves, "num_leaves_to_search": max(1, num_leaves // 3),
+            "num_reordering_candidates": min(num_candidates, 200)}
+
+
+class RecommenderModule(tf.Module):
+    """What the pushed model serves; built once after training (see `build`)."""
+
+    def __init__(self, tf_transform_output: tft.TFTransformOutput, user_tower: tf.keras.Model,
+                 movie_tower: tf.keras.Model, rating_head: tf.keras.Model,
+                 catalogue_titles: np.ndarray, catalogue_genres: tf.RaggedTensor,
+                 rated_rows: Sequence[Sequence[int]], top_k: int):
+        super().__init__()
+        # Separate layers: TFT fixes the set of fed inputs of a layer on its first call.
+        self.user_transform = tft.TransformFeaturesLayer(tf_transform_output)
+        self.movie_transform = tft.TransformFeaturesLayer(tf_transform_output)
+        self.user_tower = user_tower
+        self.rating_head = rating_head
+        self.raw_feature_spec = tf_transform_output.raw_feature_spec()
+        self.top_k = top_k
+
+        num_candidates = len(catalogue_titles)
+        self.catalogue_titles = tf.constant(list(catalogue_titles), dtype=tf.string)
+        movie_inputs = self.movie_transform({
+            features.MOVIE_TITLE: tf.reshape(tf.concat(
+                [self.catalogue_titles, [b""]], axis=0), [-1, 1]),
+            features.MOVIE_GENRES: tf.concat(
+                [catalogue_genres, tf.ragged.constant([[]], dtype=tf.int64)], axis=0
+            ).to_sparse()})
+        # Row N embeds an unknown title (OOV index, no genres), for `rating` on any title.
+        self.movie_embeddings = tf.Variable(
+            movie_tower({features.MOVIE_INDEX: movie_inputs[features.MOVIE_INDEX],
+                         features.GENRES_MULTI_HOT: movie_inputs[features.GENRES_MULTI_HOT]}),
+            trainable=False, name="movie_embeddings")
+        self.title_to_row = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                self.catalogue_titles, tf.range(num_candidates, dtype=tf.int64)),
+            default_value=num_candidates)
+        self.rated_rows = tf.ragged.constant(rated_rows, dtype=tf.int64, ragged_rank=1)
+
+        self.scann = tfrs.layers.factorized_top_k.ScaNN(
+            k=max(top_k, SCANN_RECALL_K), **scann_parameters(num_candidates))
+        self.scann.index(self.movie_embeddings[:num_candidates], self.catalogue_titles)
+
+    def _user_embedding(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        transformed = self.user_transform({features.USER_ID: tf.reshape(user_id, [-1, 1])})
+        user_index = transformed[features.USER_INDEX]
+        return self.user_tower({features.USER_INDEX: user_index}), user_index
+
+    def _exact_scores(self, user_embedding: tf.Tensor) -> tf.Tensor:
+        candidates = self.movie_embeddings[:-1]
+        return tf.matmul(user_embedding, candidates, transpose_b=True)
+
+    def _rated_mask(self, user_index: tf.Tensor, num_candidates: int) -> tf.Tensor:
+        """[B, N] bool: True where the user rated that catalogue title in training."""
+        rated = tf.gather(self.rated_rows, user_index)
+        indices = tf.stack([rated.value_rowids(), rated.flat_values], axis=1)
+        counts = tf.scatter_nd(indices, tf.ones_like(rated.flat_values, dtype=tf.float32),
+                               [tf.shape(user_index, out_type=tf.int64)[0], num_candidates])
+        return counts > 0
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    def recommend(self, user_id):
+        user_embedding, _ = self._user_embedding(user_id)
+        scores, titles = self.scann(user_embedding, k=self.top_k)
+        return {"titles": titles, "scores": scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    def recommend_exact(self, user_id):
+        user_embedding, _ = self._user_embedding(user_id)
+        scores, rows = tf.math.top_k(self._exact_scores(user_embedding), k=self.top_k)
+        return {"titles": tf.gather(self.catalogue_titles, rows), "scores": scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                  tf.TensorSpec([None], tf.string, name="movie_title")])
+    def predict_rating(self, user_id, movie_title):
+        user_embedding, _ = self._user_embedding(user_id)
+        movie_embedding = tf.gather(self.movie_embeddings, self.title_to_row.lookup(movie_title))
+        return {"rating": self.rating_head([user_embedding, movie_embedding])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def evaluate(self, examples):
+        raw = tf.io.parse_example(examples, self.raw_feature_spec)
+        user_embedding, user_index = self._user_embedding(raw[features.USER_ID])
+        rows = self.title_to_row.lookup(tf.reshape(raw[features.MOVIE_TITLE], [-1]))
+        scores = self._exact_scores(user_embedding)
+        num_candidates = tf.shape(scores, out_type=tf.int64)[1]
+        held_out_score = tf.gather(scores, tf.minimum(rows, num_candidates - 1), batch_dims=1)
+        exact_k = tf.minimum(SCANN_RECALL_K, tf.shape(scores)[1])
+        # A title outside the catalogue can never be retrieved: it ranks last.
+        better = (scores > held_out_score[:, None]) | (rows >= num_candidates)[:, None]
+        rank = tf.reduce_sum(tf.cast(better, tf.int64), axis=1)
+        rank_unrated = tf.reduce_sum(tf.cast(
+            better & ~self._rated_mask(user_index, num_candidates), tf.int64), axis=1)
+
+        rating = self.rating_head([user_embedding, tf.gather(self.movie_embeddings, rows)])
+        label = tf.reshape(raw[features.RATING], [-1])
+        _, scann_titles = self.scann(user_embedding, k=SCANN_RECALL_K)
+        _, exact_rows = tf.math.top_k(scores, k=exact_k)
+        exact_titles = tf.gather(self.catalogue_titles, exact_rows)
+        overlap = tf.reduce_sum(tf.cast(tf.equal(
+            scann_titles[:, :, None], exact_titles[:, None, :]), tf.float32), axis=[1, 2])
+        outputs = {
+            "rating": rating,
+            "squared_error": tf.square(rating - label),
+            "scann_recall_at_10": overlap / tf.cast(tf.shape(exact_titles)[1], tf.float32),
+        }
+        for k in EVALUATION_KS:
+            outputs[f"top_{k}_accuracy"] = tf.cast(rank < k, tf.float32)
+            outputs[f"top_{k}_accuracy_unrated"] = tf.cast(rank_unrated < k, tf.float32)
+        return outputs
+
+    def save(self, export_dir: str) -> None:
+        signatures = {
+            "serving_default": self.recommend.get_concrete_function(),
+            "brute_force": self.recommend_exact.get_concrete_function(),
+            "rating": self.predict_rating.get_concrete_function(),
+            "evaluation": self.evaluate.get_concrete_function(),
+        }
+        tf.saved_model.save(self, export_dir, signatures=signatures, options=tf.saved_model.SaveOptions(
+            namespace_whitelist=list(stack.SCANN_SAVE_OPTIONS_NAMESPACES)))

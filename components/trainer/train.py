@@ -1,0 +1,89 @@
+"""Trainer's `run_fn`: trains the multi-task model and exports the serving module.
+
+Reads ExampleGen's raw examples and applies Transform's graph in the input pipeline, so the
+same graph serves training, the catalogue and raw-input serving.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from components import features
+from components.trainer import model as model_lib
+from components.trainer import serving
+
+MODEL_INPUTS = (features.USER_INDEX, features.MOVIE_INDEX, features.GENRES_MULTI_HOT,
+                features.RATING_LABEL)
+
+
+def split_file_pattern(train_file_pattern: str, split: str) -> str:
+    """The files of another split of the same Examples artifact (`.../Split-<name>/*`).
+
+    TFX hands run_fn only the train and eval splits; the catalogue split sits beside them.
+    """
+    split_dir = os.path.dirname(train_file_pattern)
+    return os.path.join(os.path.dirname(split_dir), f"Split-{split}",
+                        os.path.basename(train_file_pattern))
+
+
+def transformed_dataset(file_patterns: list[str],
+                        tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
+    """Unbatched, cached model inputs: raw examples parsed and put through Transform's graph."""
+    files = [path for pattern in file_patterns for path in tf.io.gfile.glob(pattern)]
+    transform = tf_transform_output.transform_features_layer()
+    raw_spec = tf_transform_output.raw_feature_spec()
+
+    def parse_and_transform(records):
+        transformed = transform(tf.io.parse_example(records, raw_spec))
+        return {name: transformed[name] for name in MODEL_INPUTS}
+
+    return (tf.data.TFRecordDataset(sorted(files), compression_type="GZIP")
+            .batch(8192).map(parse_and_transform).unbatch().cache())
+
+
+def rated_catalogue_rows(dataset: tf.data.Dataset, movie_vocabulary: list[bytes],
+                         catalogue_titles: np.ndarray, num_users: int) -> list[list[int]]:
+    """For each user index (OOV last), the catalogue rows of the titles rated in `dataset`."""
+    row_of_title = {title: row for row, title in enumerate(catalogue_titles)}
+    row_of_movie_index = np.array([row_of_title.get(title, -1) for title in movie_vocabulary]
+                                  + [-1])
+    rated: list[set[int]] = [set() for _ in range(num_users + 1)]
+    for batch in dataset.batch(65536):
+        users = batch[features.USER_INDEX].numpy()
+        rows = row_of_movie_index[batch[features.MOVIE_INDEX].numpy()]
+        for user, row in zip(users, rows):
+            if row >= 0:
+                rated[user].add(int(row))
+    return [sorted(rows) for rows in rated]
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    config = model_lib.ModelConfig.from_custom_config(fn_args.custom_config)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    user_vocabulary = tf_transform_output.vocabulary_by_name(features.USER_VOCABULARY)
+    movie_vocabulary = tf_transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
+
+    train = transformed_dataset(fn_args.train_files, tf_transform_output)
+    catalogue_titles, catalogue_genres = serving.read_catalogue(
+        split_file_pattern(fn_args.train_files[0], features.MOVIES_SPLIT))
+    rated_rows = rated_catalogue_rows(train, movie_vocabulary, catalogue_titles,
+                                      len(user_vocabulary))
+    if not any(rated_rows):
+        raise ValueError(f"No training examples in {fn_args.train_files}.")
+
+    model = model_lib.build_model(len(user_vocabulary), len(movie_vocabulary), config)
+    model.fit(
+        train.shuffle(200_000, seed=config.seed, reshuffle_each_iteration=True)
+        .batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
+        epochs=config.epochs, verbose=2,
+        callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
+                                                  update_freq="epoch")])
+    module = serving.RecommenderModule(
+        tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,
+        catalogue_titles, catalogue_genres, rated_rows, config.top_k)
+    module.save(fn_args.serving_model_dir)

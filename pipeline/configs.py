@@ -1,0 +1,41 @@
+"""Every knob of the pipeline. Runners read these and may override some from their flags."""
+
+PIPELINE_NAME = "movielens-recommender"
+
+# Data: any MovieLens `*-ratings` config of TFDS; the matching `*-movies` catalogue comes along.
+DATASET = "movielens/100k-ratings"
+EVAL_FRACTION = 0.2
+SPLIT_SEED = 42
+
+# Step code, referenced by import path (no module wheel to build or upload).
+PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
+RUN_FN = "components.trainer.train.run_fn"
+EVALUATOR_MODULE = "components.evaluator.model_loading"
+
+# Model and training (components/trainer/model.py: ModelConfig).
+EMBEDDING_DIM = 64
+RATING_HIDDEN_UNITS = (256, 64)
+RETRIEVAL_WEIGHT = 1.0
+RATING_WEIGHT = 1.0
+OPTIMIZER = "adagrad"
+LEARNING_RATE = 0.1
+BATCH_SIZE = 4096
+EPOCHS = 3
+TRAINING_SEED = 42
+SERVING_TOP_K = 10
+HYPERPARAMETERS = {  # the Trainer's custom_config: ModelConfig's fields
+    "embedding_dim": EMBEDDING_DIM, "rating_hidden_units": list(RATING_HIDDEN_UNITS),
+    "retrieval_weight": RETRIEVAL_WEIGHT, "rating_weight": RATING_WEIGHT,
+    "optimizer": OPTIMIZER, "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE,
+    "epochs": EPOCHS, "seed": TRAINING_SEED, "top_k": SERVING_TOP_K,
+}
+
+# Blessing: absolute bounds, and the largest regression allowed against the latest blessed model.
+MIN_TOP_100_ACCURACY = 0.05
+MAX_RMSE = 1.5
+MAX_TOP_100_ACCURACY_DROP = 0.01
+MAX_RMSE_INCREASE = 0.02
+
+# Beam (ExampleGen, StatisticsGen, Transform, Evaluator).
+BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+

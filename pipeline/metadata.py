@@ -1,0 +1,96 @@
+"""Reading a pipeline's ML Metadata store: runs, their executions, evaluation and push results."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow_model_analysis as tfma
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+PIPELINE_RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
+STATE_NAMES = {value: name for name, value in metadata_store_pb2.Execution.State.items()}
+
+
+class MetadataError(ValueError):
+    """The store cannot be opened or does not hold what was asked for."""
+
+
+def sqlite_config(path: str, read_only: bool = False) -> metadata_store_pb2.ConnectionConfig:
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = (
+        metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if read_only
+        else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
+    return config
+
+
+def open_store(path: str) -> metadata_store.MetadataStore:
+    """Opens an existing ML Metadata sqlite file read-only."""
+    if not os.path.isfile(path):
+        raise MetadataError(f"No ML Metadata store at {path!r}.")
+    try:
+        store = metadata_store.MetadataStore(sqlite_config(path, read_only=True))
+        store.get_context_types()
+    except Exception as error:
+        raise MetadataError(f"{path!r} is not an ML Metadata sqlite store ({error}).") from error
+    return store
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    component: str
+    state: str
+    seconds: float
+    execution_id: int
+    outputs: dict[str, list[metadata_store_pb2.Artifact]]
+
+
+def latest_run_context(store: metadata_store.MetadataStore) -> metadata_store_pb2.Context:
+    runs = store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
+    if not runs:
+        raise MetadataError("The store holds no pipeline run.")
+    return max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
+
+
+def component_runs(store: metadata_store.MetadataStore,
+                   run_context: metadata_store_pb2.Context) -> list[ComponentRun]:
+    """The executions of one pipeline run, in execution order, with their output artifacts."""
+    executions = sorted(store.get_executions_by_context(run_context.id), key=lambda e: e.id)
+    node_names = {context.id: context.name.split(".")[-1]
+                  for context in store.get_contexts_by_type(NODE_CONTEXT)}
+    runs = []
+    for execution in executions:
+        node = next((node_names[c.id] for c in store.get_contexts_by_execution(execution.id)
+                     if c.id in node_names), str(execution.type))
+        events = [e for e in store.get_events_by_execution_ids([execution.id])
+                  if e.type in (metadata_store_pb2.Event.OUTPUT,
+                                metadata_store_pb2.Event.DECLARED_OUTPUT)]
+        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        outputs: dict[str, list[metadata_store_pb2.Artifact]] = {}
+        for event in events:
+            key = event.path.steps[0].key if event.path.steps else ""
+            outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+        seconds = (execution.last_update_time_since_epoch
+                   - execution.create_time_since_epoch) / 1000.0
+        runs.append(ComponentRun(node, STATE_NAMES[execution.last_known_state], seconds,
+                                 execution.id, outputs))
+    return runs
+
+
+def evaluation_metrics(evaluation_uri: str) -> dict[str, float]:
+    """The Evaluator's overall-slice metrics of the candidate model, by metric name."""
+    metrics = {}
+    for metrics_for_slice in tfma.load_metrics(evaluation_uri):
+        if metrics_for_slice.slice_key.single_slice_keys:
+            continue
+        for key_and_value in metrics_for_slice.metric_keys_and_values:
+            if key_and_value.key.is_diff or key_and_value.key.model_name.endswith("baseline"):
+                continue
+            value = key_and_value.value
+            metrics[key_and_value.key.name] = (
+                value.double_value.value if value.HasField("double_value")
+                else value.bounded_value.value.value)
+    return metrics

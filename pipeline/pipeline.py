@@ -1,0 +1,90 @@
+"""The TFX pipeline: wiring only. Every runner (local, Kubeflow/Vertex) builds the same graph."""
+
+from __future__ import annotations
+
+from ml_metadata.proto import metadata_store_pb2
+from tensorflow_model_analysis.proto import config_pb2 as tfma_config
+from tfx import v1 as tfx
+
+from components import features
+from components.example_gen.component import TfdsExampleGen
+from components.example_validator.component import StrictExampleValidator
+
+
+def create_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    dataset: str,
+    eval_fraction: float,
+    split_seed: int,
+    schema_path: str,
+    preprocessing_fn: str,
+    run_fn: str,
+    hyperparameters: dict,
+    eval_config: tfma_config.EvalConfig,
+    evaluator_module: str,
+    serving_model_dir: str,
+    tfds_data_dir: str | None = None,
+    raw_dir: str | None = None,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+    beam_pipeline_args: list[str] | None = None,
+    enable_cache: bool = True,
+) -> tfx.dsl.Pipeline:
+    # MovieLens from TFDS: train/eval ratings, split reproducibly, and the movie catalogue.
+    example_gen = TfdsExampleGen(dataset=dataset, eval_fraction=eval_fraction,
+                                 split_seed=split_seed, tfds_data_dir=tfds_data_dir,
+                                 raw_dir=raw_dir)
+
+    # Statistics of every split, for validation and for inspection.
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+
+    # The curated schema from schemas/.
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
+
+    # Stops the run when the rating splits break the schema (the catalogue has its own shape).
+    example_validator = StrictExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"],
+        exclude_splits=[features.MOVIES_SPLIT])
+
+    # Vocabularies and feature transforms, analysed on the training split only. The Trainer
+    # applies the graph itself, so no transformed copy of the examples is written.
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        preprocessing_fn=preprocessing_fn, materialize=False,
+        splits_config=tfx.proto.SplitsConfig(analyze=[features.TRAIN_SPLIT]))
+    transform.add_upstream_node(example_validator)
+
+    # The multi-task TFRS model, exported with its ScaNN index and serving signatures.
+    trainer = tfx.components.Trainer(
+        run_fn=run_fn, examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+        custom_config=hyperparameters)
+
+    # The latest blessed model, the baseline that a new model must not fall behind.
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    # Top-k accuracy over the whole catalogue, RMSE, ScaNN recall; blesses or rejects.
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"], eval_config=eval_config,
+        example_splits=[features.EVAL_SPLIT], module_path=evaluator_module)
+
+    # Copies a blessed model to <serving_model_dir>/<version>/; a rejected one goes nowhere.
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name, pipeline_root=pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
+                    trainer, model_resolver, evaluator, pusher],
+        enable_cache=enable_cache, metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args)
