@@ -4,13 +4,23 @@ VENV_PYTHON := .venv/bin/python
 OUTPUT_DIR ?= output
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint lock
+.PHONY: setup test lint lock demo run
 
 setup:
 	@$(PYTHON_BASE) scripts/setup_env.py
 
 test: setup
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+
+# The whole pipeline on a small built-in MovieLens-shaped sample (a few minutes).
+demo: setup
+	$(VENV_PYTHON) local_runner.py --demo --output-dir $(OUTPUT_DIR)
+
+# The whole pipeline on a local copy of the GroupLens files: make run RAW_DIR=path/to/ml-100k
+run: setup
+	@test -n "$(RAW_DIR)" || { echo "usage: make run RAW_DIR=path/to/ml-100k [DATASET=movielens/100k-ratings] [EPOCHS=N] [OUTPUT_DIR=output]" >&2; exit 2; }
+	$(VENV_PYTHON) local_runner.py --raw-dir $(RAW_DIR) --output-dir $(OUTPUT_DIR) \
+		$(if $(DATASET),--dataset $(DATASET)) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 lint: setup
 	$(VENV_PYTHON) -m ruff check .

@@ -22,7 +22,7 @@ from tfx import v1 as tfx
 import schemas
 from components import stack
 from components.evaluator import eval_config
-from components.example_gen import synthetic
+from components.example_gen import synthetic, tfds_source
 from pipeline import metadata
 from pipeline.pipeline import create_pipeline
 
@@ -64,15 +64,19 @@ class _ProgressFilter(logging.Filter):
 
 
 def show_progress() -> None:
+    """Prints one line as each component starts and ends, and nothing else of the libraries'."""
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     absl_logger = logging.getLogger("absl")
     absl_logger.setLevel(logging.INFO)
     absl_logger.propagate = False
-    handler = logging.StreamHandler(sys.stdout)
-    handler.addFilter(_ProgressFilter())
-    absl_logger.addHandler(handler)
+    if not any(isinstance(f, _ProgressFilter) for h in absl_logger.handlers for f in h.filters):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.addFilter(_ProgressFilter())
+        absl_logger.addHandler(handler)
 
 
 def build_pipeline(args: argparse.Namespace) -> tfx.dsl.Pipeline:
+    tfds_source.parse_dataset_name(args.dataset)  # fail fast on an unknown config
     output_dir = os.path.abspath(args.output_dir)
     raw_dir = args.raw_dir and os.path.abspath(args.raw_dir)
     if args.demo:
@@ -135,7 +139,7 @@ def main(argv: list[str]) -> int:
     started = time.time()
     try:
         tfx.orchestration.LocalDagRunner().run(build_pipeline(args))
-    except Exception as error:  # the message names the component's problem
+    except Exception as error:  # the message names the problem and, inside a run, its component
         print(f"\nPipeline failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print(f"\nPipeline finished in {time.time() - started:.0f} s\n")

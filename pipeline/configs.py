@@ -12,22 +12,31 @@ PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"
 RUN_FN = "components.trainer.train.run_fn"
 EVALUATOR_MODULE = "components.evaluator.model_loading"
 
-# Model and training (components/trainer/model.py: ModelConfig).
+# Model and training (components/trainer/model.py: ModelConfig documents each one).
 EMBEDDING_DIM = 64
 RATING_HIDDEN_UNITS = (256, 64)
 RETRIEVAL_WEIGHT = 1.0
 RATING_WEIGHT = 1.0
-OPTIMIZER = "adagrad"
-LEARNING_RATE = 0.1
+TEMPERATURE = 1.0
+SAMPLING_BIAS_CORRECTION = True
+L2_REGULARIZATION = 1e-4
+OPTIMIZER = "adam"
+LEARNING_RATE = 0.01
 BATCH_SIZE = 4096
-EPOCHS = 3
+EPOCHS = 30  # at most: early stopping on the validation slice usually ends training sooner
+VALIDATION_FRACTION = 0.1
+EARLY_STOPPING_PATIENCE = 2
 TRAINING_SEED = 42
 SERVING_TOP_K = 10
 HYPERPARAMETERS = {  # the Trainer's custom_config: ModelConfig's fields
     "embedding_dim": EMBEDDING_DIM, "rating_hidden_units": list(RATING_HIDDEN_UNITS),
     "retrieval_weight": RETRIEVAL_WEIGHT, "rating_weight": RATING_WEIGHT,
-    "optimizer": OPTIMIZER, "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE,
-    "epochs": EPOCHS, "seed": TRAINING_SEED, "top_k": SERVING_TOP_K,
+    "temperature": TEMPERATURE, "sampling_bias_correction": SAMPLING_BIAS_CORRECTION,
+    "l2_regularization": L2_REGULARIZATION, "optimizer": OPTIMIZER,
+    "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE, "epochs": EPOCHS,
+    "validation_fraction": VALIDATION_FRACTION,
+    "early_stopping_patience": EARLY_STOPPING_PATIENCE, "seed": TRAINING_SEED,
+    "top_k": SERVING_TOP_K,
 }
 
 # Blessing: absolute bounds, and the largest regression allowed against the latest blessed model.

@@ -61,6 +61,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if not 0.0 < eval_fraction < 1.0:
             raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}.")
         seed = int(exec_properties["split_seed"])
+        tfds.disable_progress_bar()
         ratings_builder, movies_builder = prepare_builders(
             exec_properties["dataset"], exec_properties.get("tfds_data_dir") or None,
             exec_properties.get("raw_dir") or None)

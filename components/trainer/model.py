@@ -24,10 +24,19 @@ class ModelConfig:
     rating_hidden_units: tuple[int, ...] = (256, 64)
     retrieval_weight: float = 1.0
     rating_weight: float = 1.0
+    # Retrieval: softmax temperature; logQ correction of in-batch negatives, which otherwise
+    # sample popular movies as negatives more often and so push popular movies down.
+    temperature: float = 1.0
+    sampling_bias_correction: bool = True
+    l2_regularization: float = 0.0
     optimizer: str = "adagrad"
     learning_rate: float = 0.1
     batch_size: int = 4096
+    # Training stops when the validation loss (a slice carved from the training split, never
+    # the eval split) has not improved for `early_stopping_patience` epochs; best weights kept.
     epochs: int = 3
+    validation_fraction: float = 0.1
+    early_stopping_patience: int = 2
     seed: int = 42
     top_k: int = 10
 
@@ -42,36 +51,50 @@ class ModelConfig:
         return cls(**values)
 
 
+def _regularizer(config: ModelConfig):
+    return tf.keras.regularizers.l2(config.l2_regularization) if config.l2_regularization else None
+
+
 def build_user_tower(num_users: int, config: ModelConfig) -> tf.keras.Model:
-    """user_index [batch] -> user embedding [batch, embedding_dim]. Index num_users is OOV."""
+    """user_index [batch] -> user embedding [batch, embedding_dim + 1]. Index num_users is OOV.
+
+    The last component is a constant 1 that meets the movie bias in the dot product.
+    """
     user_index = tf.keras.Input(shape=(), dtype=tf.int64, name=features.USER_INDEX)
-    embedding = tf.keras.layers.Embedding(num_users + 1, config.embedding_dim,
-                                          name="user_embedding")(user_index)
-    return tf.keras.Model({features.USER_INDEX: user_index}, embedding, name="user_tower")
+    embedding = tf.keras.layers.Embedding(
+        num_users + 1, config.embedding_dim, embeddings_regularizer=_regularizer(config),
+        name="user_embedding")(user_index)
+    ones = tf.keras.layers.Lambda(lambda x: tf.ones_like(x[:, :1]), name="bias_slot")(embedding)
+    output = tf.keras.layers.Concatenate(name="user_vector")([embedding, ones])
+    return tf.keras.Model({features.USER_INDEX: user_index}, output, name="user_tower")
 
 
 def build_movie_tower(num_movies: int, config: ModelConfig) -> tf.keras.Model:
-    """movie_index [batch], genres_multi_hot [batch, 21] -> movie embedding [batch, dim].
+    """movie_index [batch], genres_multi_hot [batch, 21] -> movie embedding [batch, dim + 1].
 
     The genre term gives titles unseen in training (the shared OOV index) an embedding of their
-    own kind.
+    own kind; the last component is the movie's learnt popularity bias.
     """
     movie_index = tf.keras.Input(shape=(), dtype=tf.int64, name=features.MOVIE_INDEX)
     genres = tf.keras.Input(shape=(features.NUM_GENRES,), dtype=tf.float32,
                             name=features.GENRES_MULTI_HOT)
-    title_embedding = tf.keras.layers.Embedding(num_movies + 1, config.embedding_dim,
-                                                name="title_embedding")(movie_index)
+    title_embedding = tf.keras.layers.Embedding(
+        num_movies + 1, config.embedding_dim, embeddings_regularizer=_regularizer(config),
+        name="title_embedding")(movie_index)
     genre_embedding = tf.keras.layers.Dense(config.embedding_dim, use_bias=False,
                                             name="genre_embedding")(genres)
     embedding = tf.keras.layers.Add(name="movie_embedding")([title_embedding, genre_embedding])
+    bias = tf.keras.layers.Embedding(num_movies + 1, 1, embeddings_initializer="zeros",
+                                     name="movie_bias")(movie_index)
+    output = tf.keras.layers.Concatenate(name="movie_vector")([embedding, bias])
     return tf.keras.Model({features.MOVIE_INDEX: movie_index, features.GENRES_MULTI_HOT: genres},
-                          embedding, name="movie_tower")
+                          output, name="movie_tower")
 
 
 def build_rating_head(config: ModelConfig) -> tf.keras.Model:
     """(user embedding, movie embedding) -> predicted rating [batch]."""
-    user = tf.keras.Input(shape=(config.embedding_dim,), name="user_embedding")
-    movie = tf.keras.Input(shape=(config.embedding_dim,), name="movie_embedding")
+    user = tf.keras.Input(shape=(config.embedding_dim + 1,), name="user_embedding")
+    movie = tf.keras.Input(shape=(config.embedding_dim + 1,), name="movie_embedding")
     hidden = tf.keras.layers.Concatenate()([user, movie])
     for units in config.rating_hidden_units:
         hidden = tf.keras.layers.Dense(units, activation="relu")(hidden)
@@ -82,20 +105,31 @@ def build_rating_head(config: ModelConfig) -> tf.keras.Model:
 class MultiTaskRecommender(tfrs.Model):
     """Joint retrieval (in-batch softmax over movie embeddings) and rating regression.
 
-    loss = retrieval_weight * retrieval loss + rating_weight * mean squared rating error.
-    Retrieval removes accidental hits (the positive movie appearing again as an in-batch
-    negative). Top-k metrics over the whole catalogue are the Evaluator's job.
+    loss = retrieval_weight * mean softmax cross-entropy + rating_weight * mean squared error.
+    Both are per-example means (TFRS sums the retrieval loss over the batch by default, which
+    drowns the rating task). Retrieval removes accidental hits (the positive movie appearing
+    again as an in-batch negative) and, given `movie_frequencies` (training counts by movie
+    index), corrects the logits by the log of each candidate's sampling probability.
+    Top-k metrics over the whole catalogue are the Evaluator's job.
     """
 
     def __init__(self, user_tower: tf.keras.Model, movie_tower: tf.keras.Model,
-                 rating_head: tf.keras.Model, config: ModelConfig):
+                 rating_head: tf.keras.Model, config: ModelConfig,
+                 movie_frequencies: tf.Tensor | None = None):
         super().__init__()
         self.user_tower = user_tower
         self.movie_tower = movie_tower
         self.rating_head = rating_head
         self.retrieval_weight = config.retrieval_weight
         self.rating_weight = config.rating_weight
-        self.retrieval_task = tfrs.tasks.Retrieval(remove_accidental_hits=True)
+        self.sampling_probability = None
+        if config.sampling_bias_correction and movie_frequencies is not None:
+            frequencies = tf.cast(movie_frequencies, tf.float32) + 1.0
+            self.sampling_probability = frequencies / tf.reduce_sum(frequencies)
+        self.retrieval_task = tfrs.tasks.Retrieval(
+            loss=tf.keras.losses.CategoricalCrossentropy(
+                from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE),
+            temperature=config.temperature, remove_accidental_hits=True)
         self.rating_task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
@@ -110,18 +144,22 @@ class MultiTaskRecommender(tfrs.Model):
 
     def compute_loss(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         user_embedding, movie_embedding, rating = self(inputs)
+        sampling_probability = None if self.sampling_probability is None else tf.gather(
+            self.sampling_probability, inputs[features.MOVIE_INDEX])
         retrieval_loss = self.retrieval_task(
             user_embedding, movie_embedding, candidate_ids=inputs[features.MOVIE_INDEX],
-            compute_metrics=not training)
+            candidate_sampling_probability=sampling_probability, compute_metrics=not training)
         rating_loss = self.rating_task(labels=inputs[features.RATING_LABEL], predictions=rating)
         return self.retrieval_weight * retrieval_loss + self.rating_weight * rating_loss
 
 
-def build_model(num_users: int, num_movies: int, config: ModelConfig) -> MultiTaskRecommender:
+def build_model(num_users: int, num_movies: int, config: ModelConfig,
+                movie_frequencies: tf.Tensor | None = None) -> MultiTaskRecommender:
+    """The compiled model; `movie_frequencies` [num_movies + 1] enables the logQ correction."""
     tf.keras.utils.set_random_seed(config.seed)
     model = MultiTaskRecommender(build_user_tower(num_users, config),
                                  build_movie_tower(num_movies, config),
-                                 build_rating_head(config), config)
+                                 build_rating_head(config), config, movie_frequencies)
     optimizers = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}
     if config.optimizer not in optimizers:
         raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got "

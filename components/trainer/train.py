@@ -31,19 +31,27 @@ def split_file_pattern(train_file_pattern: str, split: str) -> str:
                         os.path.basename(train_file_pattern))
 
 
-def transformed_dataset(file_patterns: list[str],
+def read_records(file_patterns: list[str]) -> tf.data.Dataset:
+    files = sorted(path for pattern in file_patterns for path in tf.io.gfile.glob(pattern))
+    return tf.data.TFRecordDataset(files, compression_type="GZIP")
+
+
+def is_validation(records: tf.Tensor, fraction: float) -> tf.Tensor:
+    """Deterministic membership of serialized examples in the validation slice."""
+    return tf.strings.to_hash_bucket_fast(records, 10_000) < int(round(fraction * 10_000))
+
+
+def transformed_dataset(records: tf.data.Dataset,
                         tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
     """Unbatched, cached model inputs: raw examples parsed and put through Transform's graph."""
-    files = [path for pattern in file_patterns for path in tf.io.gfile.glob(pattern)]
     transform = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
 
-    def parse_and_transform(records):
-        transformed = transform(tf.io.parse_example(records, raw_spec))
+    def parse_and_transform(batch):
+        transformed = transform(tf.io.parse_example(batch, raw_spec))
         return {name: transformed[name] for name in MODEL_INPUTS}
 
-    return (tf.data.TFRecordDataset(sorted(files), compression_type="GZIP")
-            .batch(8192).map(parse_and_transform).unbatch().cache())
+    return records.batch(8192).map(parse_and_transform).unbatch().cache()
 
 
 def rated_catalogue_rows(dataset: tf.data.Dataset, movie_vocabulary: list[bytes],
@@ -62,28 +70,49 @@ def rated_catalogue_rows(dataset: tf.data.Dataset, movie_vocabulary: list[bytes]
     return [sorted(rows) for rows in rated]
 
 
-def run_fn(fn_args: FnArgs) -> None:
-    config = model_lib.ModelConfig.from_custom_config(fn_args.custom_config)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTransformOutput,
+                 config: model_lib.ModelConfig, log_dir: str | None = None
+                 ) -> serving.RecommenderModule:
+    """Trains the model on the given raw training examples; returns the serving module."""
     user_vocabulary = tf_transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movie_vocabulary = tf_transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
-
-    train = transformed_dataset(fn_args.train_files, tf_transform_output)
+    records = read_records(train_file_patterns)
+    fit_part = transformed_dataset(
+        records.filter(lambda r: ~is_validation(r, config.validation_fraction)),
+        tf_transform_output)
+    validation = transformed_dataset(
+        records.filter(lambda r: is_validation(r, config.validation_fraction)),
+        tf_transform_output)
     catalogue_titles, catalogue_genres = serving.read_catalogue(
-        split_file_pattern(fn_args.train_files[0], features.MOVIES_SPLIT))
-    rated_rows = rated_catalogue_rows(train, movie_vocabulary, catalogue_titles,
-                                      len(user_vocabulary))
+        split_file_pattern(train_file_patterns[0], features.MOVIES_SPLIT))
+    # Everything the user rated in the training split counts as seen, validation included.
+    rated_rows = rated_catalogue_rows(transformed_dataset(records, tf_transform_output),
+                                      movie_vocabulary, catalogue_titles, len(user_vocabulary))
     if not any(rated_rows):
-        raise ValueError(f"No training examples in {fn_args.train_files}.")
+        raise ValueError(f"No training examples in {train_file_patterns}.")
 
-    model = model_lib.build_model(len(user_vocabulary), len(movie_vocabulary), config)
+    movie_frequencies = np.zeros(len(movie_vocabulary) + 1)
+    for batch in fit_part.batch(65536):
+        np.add.at(movie_frequencies, batch[features.MOVIE_INDEX].numpy(), 1)
+    model = model_lib.build_model(len(user_vocabulary), len(movie_vocabulary), config,
+                                  movie_frequencies)
+    callbacks = [tf.keras.callbacks.EarlyStopping(
+        monitor="val_total_loss", patience=config.early_stopping_patience,
+        restore_best_weights=True)]
+    if log_dir:
+        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     model.fit(
-        train.shuffle(200_000, seed=config.seed, reshuffle_each_iteration=True)
+        fit_part.shuffle(200_000, seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
-        epochs=config.epochs, verbose=2,
-        callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir,
-                                                  update_freq="epoch")])
-    module = serving.RecommenderModule(
+        validation_data=validation.batch(config.batch_size),
+        epochs=config.epochs, verbose=2, callbacks=callbacks)
+    return serving.RecommenderModule(
         tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,
         catalogue_titles, catalogue_genres, rated_rows, config.top_k)
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    module = train_module(fn_args.train_files, tft.TFTransformOutput(fn_args.transform_output),
+                          model_lib.ModelConfig.from_custom_config(fn_args.custom_config),
+                          log_dir=fn_args.model_run_dir)
     module.save(fn_args.serving_model_dir)

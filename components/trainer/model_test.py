@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import features
+from components.trainer import model as model_lib
+
+NUM_USERS, NUM_MOVIES = 20, 30
+
+
+def _dataset(seed=0, size=600):
+    rng = np.random.default_rng(seed)
+    users = rng.integers(NUM_USERS, size=size)
+    # Each user prefers movies of its parity; the rating follows the same rule.
+    movies = (rng.integers(NUM_MOVIES // 2, size=size) * 2 + users % 2) % NUM_MOVIES
+    genres = np.zeros((size, features.NUM_GENRES), dtype="float32")
+    genres[np.arange(size), movies % 3] = 1.0
+    ratings = np.where(movies % 2 == users % 2, 4.5, 1.5).astype("float32")
+    return tf.data.Dataset.from_tensor_slices({
+        features.USER_INDEX: users.astype("int64"), features.MOVIE_INDEX: movies.astype("int64"),
+        features.GENRES_MULTI_HOT: genres, features.RATING_LABEL: ratings}).batch(64)
+
+
+def test_towers_share_embedding_size_and_rating_is_a_scalar_per_example():
+    config = model_lib.ModelConfig(embedding_dim=8)
+    model = model_lib.build_model(NUM_USERS, NUM_MOVIES, config)
+    batch = next(iter(_dataset()))
+    user, movie, rating = model(batch)
+    # The towers append a bias slot to the embedding: a constant 1 for users, a bias for movies.
+    assert user.shape == (64, 9) and movie.shape == (64, 9) and rating.shape == (64,)
+    assert set(user[:, -1].numpy()) == {1.0}
+
+
+def test_joint_training_learns_both_tasks():
+    config = model_lib.ModelConfig(embedding_dim=8, optimizer="adam", learning_rate=0.05,
+                                   epochs=1)
+    model = model_lib.build_model(NUM_USERS, NUM_MOVIES, config)
+    before = model.evaluate(_dataset(1), return_dict=True, verbose=0)
+    model.fit(_dataset(), epochs=15, verbose=0)
+    after = model.evaluate(_dataset(1), return_dict=True, verbose=0)
+    assert after["rmse"] < 0.5 * before["rmse"]
+    assert after["loss"] < before["loss"]
+
+
+def test_loss_weights_scale_each_task():
+    batch = next(iter(_dataset()))
+
+    def loss(retrieval_weight, rating_weight):
+        config = model_lib.ModelConfig(embedding_dim=8, retrieval_weight=retrieval_weight,
+                                       rating_weight=rating_weight)
+        return float(model_lib.build_model(NUM_USERS, NUM_MOVIES, config).compute_loss(batch))
+
+    retrieval_only, rating_only, both = loss(1.0, 0.0), loss(0.0, 1.0), loss(1.0, 1.0)
+    assert retrieval_only > 0 and rating_only > 0
+    assert both == pytest.approx(retrieval_only + rating_only, rel=1e-4)
+    assert loss(2.0, 0.0) == pytest.approx(2 * retrieval_only, rel=1e-4)
+
+
+def test_config_rejects_unknown_hyperparameters_and_optimizers():
+    with pytest.raises(ValueError, match="embeding_dim"):
+        model_lib.ModelConfig.from_custom_config({"embeding_dim": 3})
+    config = model_lib.ModelConfig.from_custom_config({"rating_hidden_units": [8],
+                                                       "optimizer": "sgd"})
+    assert config.rating_hidden_units == (8,)
+    with pytest.raises(ValueError, match="'sgd'"):
+        model_lib.build_model(NUM_USERS, NUM_MOVIES, config)

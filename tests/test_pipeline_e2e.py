@@ -1,0 +1,152 @@
+"""The README's story: run the pipeline locally, inspect ML Metadata, query the pushed model."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import local_runner
+from components.example_gen import synthetic
+from pipeline import metadata
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = ["TfdsExampleGen", "StatisticsGen", "ImportSchemaGen", "StrictExampleValidator",
+              "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher"]
+SMALL = {"num_users": 120, "num_movies": 150, "ratings_per_user": 30}
+
+
+@pytest.fixture(scope="module")
+def raw_dir(tmp_path_factory):
+    return synthetic.write_movielens_100k(tmp_path_factory.mktemp("raw"), seed=7, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, raw_dir):
+    output_dir = tmp_path_factory.mktemp("run")
+    exit_code = local_runner.main(["--output-dir", str(output_dir), "--raw-dir", str(raw_dir),
+                                   ])
+    assert exit_code == 0
+    store = metadata.open_store(str(output_dir / "metadata.sqlite"))
+    return output_dir, store, metadata.component_runs(store, metadata.latest_run_context(store))
+
+
+def test_every_component_completed_and_its_artifacts_exist(first_run):
+    _, _, runs = first_run
+    assert sorted(run.component for run in runs) == sorted(COMPONENTS)
+    assert {run.state for run in runs} == {"COMPLETE"}
+    for run in runs:
+        for artifacts in run.outputs.values():
+            for artifact in artifacts:
+                assert os.path.exists(artifact.uri), (run.component, artifact.uri)
+
+
+def test_evaluation_is_finite_blessed_and_pushed(first_run):
+    output_dir, _, runs = first_run
+    by_component = {run.component: run for run in runs}
+    metrics = metadata.evaluation_metrics(by_component["Evaluator"].outputs["evaluation"][0].uri)
+    for k in (1, 5, 10, 50, 100):
+        for name in (f"top_{k}_accuracy", f"top_{k}_accuracy_unrated"):
+            assert 0.0 <= metrics[name] <= 1.0 and math.isfinite(metrics[name])
+    assert metrics["top_1_accuracy"] <= metrics["top_10_accuracy"] <= metrics["top_100_accuracy"]
+    assert metrics["top_10_accuracy"] <= metrics["top_10_accuracy_unrated"]
+    # The sample has learnable taste groups: far better than chance (100 of 150 titles: 0.67
+    # at random would be top-100, so look at top-10, random ~0.07).
+    assert metrics["top_10_accuracy_unrated"] > 0.2
+    assert 0.3 < metrics["root_mean_squared_error"] < 1.3
+    assert metrics["scann_recall_at_10"] >= 0.9
+    blessing = by_component["Evaluator"].outputs["blessing"][0]
+    assert blessing.custom_properties["blessed"].int_value == 1
+    pushed = by_component["Pusher"].outputs["pushed_model"][0]
+    assert pushed.custom_properties["pushed"].int_value == 1
+    destination = pushed.custom_properties["pushed_destination"].string_value
+    assert Path(destination).parent == output_dir / "serving_model"
+    assert (Path(destination) / "saved_model.pb").exists()
+
+
+def test_pushed_model_answers_in_a_fresh_process(first_run, raw_dir):
+    output_dir, _, _ = first_run
+    [version] = os.listdir(output_dir / "serving_model")
+    script = f"""
+import json, components, tensorflow as tf
+components.stack.register_scann_ops()
+model = tf.saved_model.load({str(output_dir / "serving_model" / version)!r})
+users = tf.constant([str(u).encode() for u in range(1, 41)] + [b"no-such-user"])
+scann = model.signatures["serving_default"](user_id=users)
+exact = model.signatures["brute_force"](user_id=users)
+rating = model.signatures["rating"](user_id=tf.constant([b"1", b"1"]),
+                                    movie_title=tf.constant([b"Movie 1 (1950)", b"Unknown"]))
+print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
+                  "exact": exact["titles"].numpy().astype(str).tolist(),
+                  "scores": exact["scores"].numpy().tolist(),
+                  "rating": rating["rating"].numpy().tolist()}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=PROJECT_ROOT, check=True)
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    titles = set(line.split("|")[1] for line in (raw_dir / "u.item").read_text().splitlines())
+    assert all(len(row) == 10 and set(row) <= titles for row in answers["scann"])
+    assert all(scores == sorted(scores, reverse=True) for scores in answers["scores"])
+    agreement = sum(len(set(s) & set(e)) for s, e in zip(answers["scann"], answers["exact"]))
+    assert agreement / (10 * len(answers["exact"])) >= 0.9
+    assert all(0.0 < r < 6.0 for r in answers["rating"])
+
+
+def test_unreachable_thresholds_block_the_push(first_run, raw_dir):
+    output_dir, _, _ = first_run
+    exit_code = local_runner.main(["--output-dir", str(output_dir), "--raw-dir", str(raw_dir),
+                                   "--min-top-100-accuracy", "1.01"])
+    assert exit_code == 0
+    store = metadata.open_store(str(output_dir / "metadata.sqlite"))
+    runs = {r.component: r for r in
+            metadata.component_runs(store, metadata.latest_run_context(store))}
+    assert runs["Trainer"].state == "CACHED"
+    assert runs["Evaluator"].outputs["blessing"][0].custom_properties["blessed"].int_value == 0
+    assert runs["Pusher"].outputs["pushed_model"][0].custom_properties["pushed"].int_value == 0
+    assert len(os.listdir(output_dir / "serving_model")) == 1
+
+
+def test_data_breaking_the_schema_stops_before_training(tmp_path, raw_dir, capsys):
+    broken = tmp_path / "raw"
+    broken.mkdir()
+    for name in ("u.item", "u.user"):
+        (broken / name).write_bytes((raw_dir / name).read_bytes())
+    lines = (raw_dir / "u.data").read_text().splitlines()
+    user, movie, _, timestamp = lines[3].split("\t")
+    lines[3] = f"{user}\t{movie}\t9\t{timestamp}"  # a 9-star rating
+    (broken / "u.data").write_text("\n".join(lines) + "\n")
+
+    exit_code = local_runner.main(["--output-dir", str(tmp_path / "out"),
+                                   "--raw-dir", str(broken)])
+    assert exit_code == 1
+    assert "feature 'user_rating'" in capsys.readouterr().err
+    store = metadata.open_store(str(tmp_path / "out" / "metadata.sqlite"))
+    ran = {r.component for r in metadata.component_runs(store, metadata.latest_run_context(store))}
+    assert "Trainer" not in ran and "Transform" not in ran
+    assert not (tmp_path / "out" / "serving_model").exists()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--dataset", "movielens/3m-ratings"], "Unknown TFDS dataset 'movielens/3m-ratings'"),
+    (["--raw-dir", "{missing}"], "has no 'u.user'"),
+    (["--raw-dir", "{malformed}"], "u.data, line 2: expected 4 fields"),
+])
+def test_bad_input_is_named_and_nothing_is_pushed(tmp_path, raw_dir, capsys, arguments, message):
+    missing, malformed = tmp_path / "missing", tmp_path / "malformed"
+    for directory, files in ((missing, ("u.data", "u.item")), (malformed, ("u.item", "u.user"))):
+        directory.mkdir()
+        for name in files:
+            (directory / name).write_bytes((raw_dir / name).read_bytes())
+    lines = (raw_dir / "u.data").read_text().splitlines()
+    (malformed / "u.data").write_text("\n".join([lines[0], "1\t2\t3", *lines[1:]]) + "\n")
+    arguments = [a.format(missing=missing, malformed=malformed) for a in arguments]
+    if "--raw-dir" not in arguments:
+        arguments += ["--raw-dir", str(raw_dir)]
+
+    exit_code = local_runner.main(["--output-dir", str(tmp_path / "out"), *arguments])
+    assert exit_code == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "serving_model").exists()
