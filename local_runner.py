@@ -65,7 +65,7 @@ class _ProgressFilter(logging.Filter):
 
 def show_progress() -> None:
     """Prints one line as each component starts and ends, and nothing else of the libraries'."""
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    stack.quiet_library_logs()
     absl_logger = logging.getLogger("absl")
     absl_logger.setLevel(logging.INFO)
     absl_logger.propagate = False

@@ -11,6 +11,13 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
+def quiet_library_logs() -> None:
+    """Silences TensorFlow's deprecation chatter (Python side) for command-line output."""
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
 def register_scann_ops() -> None:
     """Registers ScaNN's TF ops; a SavedModel holding a ScaNN index fails to load without them
 

@@ -48,36 +48,84 @@ class ComponentRun:
     outputs: dict[str, list[metadata_store_pb2.Artifact]]
 
 
+def run_contexts(store: metadata_store.MetadataStore) -> list[metadata_store_pb2.Context]:
+    """Every pipeline run, oldest first."""
+    return sorted(store.get_contexts_by_type(PIPELINE_RUN_CONTEXT),
+                  key=lambda context: (context.create_time_since_epoch, context.id))
+
+
 def latest_run_context(store: metadata_store.MetadataStore) -> metadata_store_pb2.Context:
-    runs = store.get_contexts_by_type(PIPELINE_RUN_CONTEXT)
+    runs = run_contexts(store)
     if not runs:
         raise MetadataError("The store holds no pipeline run.")
-    return max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
+    return runs[-1]
+
+
+def find_run_context(store: metadata_store.MetadataStore,
+                     reference: str | None) -> metadata_store_pb2.Context:
+    """A run by context id or run name (as `runs` lists them); the latest when None."""
+    if reference is None:
+        return latest_run_context(store)
+    for context in run_contexts(store):
+        if reference in (str(context.id), context.name):
+            return context
+    raise MetadataError(f"No pipeline run {reference!r} in the store (see the `runs` command).")
+
+
+def component_name(store: metadata_store.MetadataStore, execution_id: int) -> str:
+    """The pipeline node that ran an execution (e.g. `Trainer`)."""
+    for context in store.get_contexts_by_execution(execution_id):
+        if context.type == NODE_CONTEXT:
+            return context.name.split(".")[-1]
+    [execution] = store.get_executions_by_id([execution_id])
+    return execution.type
+
+
+def _artifacts_by_event_key(store: metadata_store.MetadataStore, execution_id: int,
+                            event_types: tuple) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    events = [e for e in store.get_events_by_execution_ids([execution_id])
+              if e.type in event_types]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    by_key: dict[str, list[metadata_store_pb2.Artifact]] = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        by_key.setdefault(key, []).append(artifacts[event.artifact_id])
+    return by_key
+
+
+OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)
+INPUT_EVENTS = (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.DECLARED_INPUT)
 
 
 def component_runs(store: metadata_store.MetadataStore,
                    run_context: metadata_store_pb2.Context) -> list[ComponentRun]:
     """The executions of one pipeline run, in execution order, with their output artifacts."""
-    executions = sorted(store.get_executions_by_context(run_context.id), key=lambda e: e.id)
-    node_names = {context.id: context.name.split(".")[-1]
-                  for context in store.get_contexts_by_type(NODE_CONTEXT)}
     runs = []
-    for execution in executions:
-        node = next((node_names[c.id] for c in store.get_contexts_by_execution(execution.id)
-                     if c.id in node_names), str(execution.type))
-        events = [e for e in store.get_events_by_execution_ids([execution.id])
-                  if e.type in (metadata_store_pb2.Event.OUTPUT,
-                                metadata_store_pb2.Event.DECLARED_OUTPUT)]
-        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-        outputs: dict[str, list[metadata_store_pb2.Artifact]] = {}
-        for event in events:
-            key = event.path.steps[0].key if event.path.steps else ""
-            outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+    for execution in sorted(store.get_executions_by_context(run_context.id), key=lambda e: e.id):
         seconds = (execution.last_update_time_since_epoch
                    - execution.create_time_since_epoch) / 1000.0
-        runs.append(ComponentRun(node, STATE_NAMES[execution.last_known_state], seconds,
-                                 execution.id, outputs))
+        runs.append(ComponentRun(
+            component_name(store, execution.id), STATE_NAMES[execution.last_known_state],
+            seconds, execution.id, execution_outputs(store, execution.id)))
     return runs
+
+
+def execution_inputs(store: metadata_store.MetadataStore,
+                     execution_id: int) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    return _artifacts_by_event_key(store, execution_id, INPUT_EVENTS)
+
+
+def execution_outputs(store: metadata_store.MetadataStore,
+                      execution_id: int) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    return _artifacts_by_event_key(store, execution_id, OUTPUT_EVENTS)
+
+
+def producing_execution(store: metadata_store.MetadataStore,
+                        artifact_id: int) -> metadata_store_pb2.Execution | None:
+    """The execution that first output an artifact (a cached execution re-outputs it later)."""
+    ids = sorted(e.execution_id for e in store.get_events_by_artifact_ids([artifact_id])
+                 if e.type in OUTPUT_EVENTS)
+    return store.get_executions_by_id(ids[:1])[0] if ids else None
 
 
 def evaluation_metrics(evaluation_uri: str) -> dict[str, float]:

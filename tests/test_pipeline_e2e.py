@@ -10,32 +10,15 @@ from pathlib import Path
 import pytest
 
 import local_runner
-from components.example_gen import synthetic
 from pipeline import metadata
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = ["TfdsExampleGen", "StatisticsGen", "ImportSchemaGen", "StrictExampleValidator",
               "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher"]
-SMALL = {"num_users": 120, "num_movies": 150, "ratings_per_user": 30}
 
 
-@pytest.fixture(scope="module")
-def raw_dir(tmp_path_factory):
-    return synthetic.write_movielens_100k(tmp_path_factory.mktemp("raw"), seed=7, **SMALL)
-
-
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory, raw_dir):
-    output_dir = tmp_path_factory.mktemp("run")
-    exit_code = local_runner.main(["--output-dir", str(output_dir), "--raw-dir", str(raw_dir),
-                                   ])
-    assert exit_code == 0
-    store = metadata.open_store(str(output_dir / "metadata.sqlite"))
-    return output_dir, store, metadata.component_runs(store, metadata.latest_run_context(store))
-
-
-def test_every_component_completed_and_its_artifacts_exist(first_run):
-    _, _, runs = first_run
+def test_every_component_completed_and_its_artifacts_exist(pipeline_store):
+    runs = pipeline_store.components(pipeline_store.blessed_run).values()
     assert sorted(run.component for run in runs) == sorted(COMPONENTS)
     assert {run.state for run in runs} == {"COMPLETE"}
     for run in runs:
@@ -44,9 +27,9 @@ def test_every_component_completed_and_its_artifacts_exist(first_run):
                 assert os.path.exists(artifact.uri), (run.component, artifact.uri)
 
 
-def test_evaluation_is_finite_blessed_and_pushed(first_run):
-    output_dir, _, runs = first_run
-    by_component = {run.component: run for run in runs}
+def test_evaluation_is_finite_blessed_and_pushed(pipeline_store):
+    output_dir = pipeline_store.output_dir
+    by_component = pipeline_store.components(pipeline_store.blessed_run)
     metrics = metadata.evaluation_metrics(by_component["Evaluator"].outputs["evaluation"][0].uri)
     for k in (1, 5, 10, 50, 100):
         for name in (f"top_{k}_accuracy", f"top_{k}_accuracy_unrated"):
@@ -67,8 +50,8 @@ def test_evaluation_is_finite_blessed_and_pushed(first_run):
     assert (Path(destination) / "saved_model.pb").exists()
 
 
-def test_pushed_model_answers_in_a_fresh_process(first_run, raw_dir):
-    output_dir, _, _ = first_run
+def test_pushed_model_answers_in_a_fresh_process(pipeline_store, raw_dir):
+    output_dir = pipeline_store.output_dir
     [version] = os.listdir(output_dir / "serving_model")
     script = f"""
 import json, components, tensorflow as tf
@@ -95,18 +78,12 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
     assert all(0.0 < r < 6.0 for r in answers["rating"])
 
 
-def test_unreachable_thresholds_block_the_push(first_run, raw_dir):
-    output_dir, _, _ = first_run
-    exit_code = local_runner.main(["--output-dir", str(output_dir), "--raw-dir", str(raw_dir),
-                                   "--min-top-100-accuracy", "1.01"])
-    assert exit_code == 0
-    store = metadata.open_store(str(output_dir / "metadata.sqlite"))
-    runs = {r.component: r for r in
-            metadata.component_runs(store, metadata.latest_run_context(store))}
+def test_unreachable_thresholds_block_the_push(pipeline_store):
+    runs = pipeline_store.components(pipeline_store.rejected_run)
     assert runs["Trainer"].state == "CACHED"
     assert runs["Evaluator"].outputs["blessing"][0].custom_properties["blessed"].int_value == 0
     assert runs["Pusher"].outputs["pushed_model"][0].custom_properties["pushed"].int_value == 0
-    assert len(os.listdir(output_dir / "serving_model")) == 1
+    assert len(os.listdir(pipeline_store.output_dir / "serving_model")) == 1
 
 
 def test_data_breaking_the_schema_stops_before_training(tmp_path, raw_dir, capsys):

@@ -8,7 +8,7 @@ Usage:
 Output `examples` has three splits: `train` and `eval` (ratings, split at random but
 reproducibly in `split_seed`), and `movies` (the whole catalogue, `movielens/<version>-movies`).
 With `raw_dir`, the TFDS datasets are first built from local GroupLens files by TFDS's own
-builder (no internet needed).
+builder (no internet needed), under `tfds_data_dir/raw-<fingerprint of the files>`.
 """
 
 from tfx import types
@@ -16,7 +16,7 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.example_gen import executor
+from components.example_gen import executor, tfds_source
 
 
 class TfdsExampleGenSpec(ComponentSpec):
@@ -26,6 +26,7 @@ class TfdsExampleGenSpec(ComponentSpec):
         "split_seed": ExecutionParameter(type=int),
         "tfds_data_dir": ExecutionParameter(type=str, optional=True),
         "raw_dir": ExecutionParameter(type=str, optional=True),
+        "raw_dir_fingerprint": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
@@ -37,7 +38,9 @@ class TfdsExampleGen(base_beam_component.BaseBeamComponent):
 
     def __init__(self, dataset: str, eval_fraction: float, split_seed: int,
                  tfds_data_dir: str | None = None, raw_dir: str | None = None):
+        fingerprint = raw_dir and tfds_source.raw_dir_fingerprint(
+            tfds_source.parse_dataset_name(dataset), raw_dir)
         super().__init__(spec=TfdsExampleGenSpec(
             dataset=dataset, eval_fraction=eval_fraction, split_seed=split_seed,
-            tfds_data_dir=tfds_data_dir, raw_dir=raw_dir,
+            tfds_data_dir=tfds_data_dir, raw_dir=raw_dir, raw_dir_fingerprint=fingerprint,
             examples=types.Channel(type=standard_artifacts.Examples)))

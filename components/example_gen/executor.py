@@ -37,6 +37,9 @@ def prepare_builders(dataset: str, data_dir: str | None, raw_dir: str | None):
         if not data_dir:
             raise tfds_source.DataSourceError(
                 "tfds_data_dir is required with raw_dir: it is where TFDS builds the dataset.")
+        fingerprint = tfds_source.raw_dir_fingerprint(
+            tfds_source.parse_dataset_name(dataset), raw_dir)
+        data_dir = os.path.join(data_dir, f"raw-{fingerprint}")
         return tuple(tfds_source.prepare_from_raw_dir(name.split("/")[1], raw_dir, data_dir)
                      for name in (dataset, catalogue))
     builders = []

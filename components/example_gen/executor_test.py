@@ -84,5 +84,16 @@ def test_malformed_ratings_line_is_named(tmp_path, raw_dir):
     (broken / "u.data").write_text("\n".join(lines) + "\n")
     with pytest.raises(tfds_source.DataSourceError, match=r"u.data, line 7: rating 'five'"):
         _run(tmp_path, broken, "bad")
-    assert not (tmp_path / "tfds" / "movielens" / "100k-ratings").exists() or not list(
-        (tmp_path / "tfds" / "movielens" / "100k-ratings").glob("*/*.tfrecord*"))
+    assert not list((tmp_path / "tfds").glob("raw-*/movielens/100k-ratings/*/*.tfrecord*"))
+
+
+def test_edited_raw_files_get_a_new_fingerprint(tmp_path, raw_dir):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("u.data", "u.item", "u.user"):
+        (copy / name).write_bytes((raw_dir / name).read_bytes())
+    before = tfds_source.raw_dir_fingerprint("100k", copy)
+    assert tfds_source.raw_dir_fingerprint("100k", copy) == before
+    with open(copy / "u.data", "a") as ratings:
+        ratings.write("1\t1\t5\t881250949\n")
+    assert tfds_source.raw_dir_fingerprint("100k", copy) != before

@@ -9,6 +9,7 @@ of the raw GroupLens files. Afterwards stock `tfds.builder(name, data_dir=...)` 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -57,6 +58,20 @@ def check_raw_dir(version: str, raw_dir: str | os.PathLike) -> None:
                 f"Raw MovieLens {version} directory {str(raw_dir)!r} has no {file_name!r} "
                 f"(expected the GroupLens files {', '.join(RAW_FILES[version])})."
             )
+
+
+def raw_dir_fingerprint(version: str, raw_dir: str | os.PathLike) -> str:
+    """A digest of the raw files' names, sizes and modification times.
+
+    Part of ExampleGen's parameters, so editing the files invalidates TFX's cache, and of the
+    TFDS build directory, so a stale build is never reused.
+    """
+    check_raw_dir(version, raw_dir)
+    digest = hashlib.sha256()
+    for file_name in RAW_FILES[version]:
+        stat = (Path(raw_dir) / file_name).stat()
+        digest.update(f"{file_name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
 
 
 def _raw_lines(path: Path):

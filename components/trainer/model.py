@@ -16,6 +16,9 @@ import tensorflow_recommenders as tfrs
 from components import features
 
 
+CUSTOM_CONFIG_KEY = "model"
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Every hyperparameter of the model and its training (set in pipeline/configs.py)."""
@@ -42,7 +45,9 @@ class ModelConfig:
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "ModelConfig":
-        values = dict(custom_config or {})
+        """Reads the Trainer's custom_config[CUSTOM_CONFIG_KEY] (other keys belong to TFX's
+        executors, e.g. Vertex AI Training's)."""
+        values = dict((custom_config or {}).get(CUSTOM_CONFIG_KEY, {}))
         unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"Unknown model hyperparameters: {sorted(unknown)}.")

@@ -58,9 +58,9 @@ def test_loss_weights_scale_each_task():
 
 def test_config_rejects_unknown_hyperparameters_and_optimizers():
     with pytest.raises(ValueError, match="embeding_dim"):
-        model_lib.ModelConfig.from_custom_config({"embeding_dim": 3})
-    config = model_lib.ModelConfig.from_custom_config({"rating_hidden_units": [8],
-                                                       "optimizer": "sgd"})
+        model_lib.ModelConfig.from_custom_config({"model": {"embeding_dim": 3}})
+    config = model_lib.ModelConfig.from_custom_config(
+        {"model": {"rating_hidden_units": [8], "optimizer": "sgd"}, "ai_platform_enable_vertex": True})
     assert config.rating_hidden_units == (8,)
     with pytest.raises(ValueError, match="'sgd'"):
         model_lib.build_model(NUM_USERS, NUM_MOVIES, config)
