@@ -21,10 +21,10 @@ from tfx import v1 as tfx
 
 import schemas
 from components import stack
-from components.evaluator import eval_config
 from components.example_gen import synthetic, tfds_source
 from pipeline import metadata
 from pipeline.pipeline import create_pipeline
+from pipeline.runner_args import shared_pipeline_args
 
 DEMO_SIZE = {"num_users": 300, "num_movies": 400, "ratings_per_user": 40}
 
@@ -43,6 +43,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dataset", default=configs.DATASET,
                         help=f"TFDS MovieLens ratings config (default {configs.DATASET})")
     parser.add_argument("--epochs", type=int, default=configs.EPOCHS)
+    parser.add_argument("--beam-workers", type=int, default=1,
+                        help="Beam DirectRunner workers; above 1, worker processes "
+                             "(multi_processing mode) for ExampleGen, StatisticsGen, Transform "
+                             "and Evaluator")
     parser.add_argument("--min-top-100-accuracy", type=float,
                         default=configs.MIN_TOP_100_ACCURACY, help="blessing threshold")
     parser.add_argument("--max-rmse", type=float, default=configs.MAX_RMSE,
@@ -75,6 +79,18 @@ def show_progress() -> None:
         absl_logger.addHandler(handler)
 
 
+def beam_pipeline_args(workers: int) -> list[str]:
+    if workers < 1:
+        raise ValueError(f"--beam-workers must be at least 1, got {workers}.")
+    if workers == 1:
+        return configs.BEAM_PIPELINE_ARGS
+    # Worker processes import this project's modules (the components' Beam code).
+    project_dir = os.path.dirname(os.path.abspath(__file__))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (project_dir, os.environ.get("PYTHONPATH")) if p)
+    return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+
+
 def build_pipeline(args: argparse.Namespace) -> tfx.dsl.Pipeline:
     tfds_source.parse_dataset_name(args.dataset)  # fail fast on an unknown config
     output_dir = os.path.abspath(args.output_dir)
@@ -83,26 +99,17 @@ def build_pipeline(args: argparse.Namespace) -> tfx.dsl.Pipeline:
         raw_dir = str(synthetic.write_movielens_100k(os.path.join(output_dir, "demo_raw"),
                                                      **DEMO_SIZE))
     return create_pipeline(
+        **shared_pipeline_args(args.epochs, args.min_top_100_accuracy, args.max_rmse),
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=output_dir,
         dataset=args.dataset,
-        eval_fraction=configs.EVAL_FRACTION,
-        split_seed=configs.SPLIT_SEED,
         schema_path=schemas.schema_path(args.dataset),
-        preprocessing_fn=configs.PREPROCESSING_FN,
-        run_fn=configs.RUN_FN,
-        hyperparameters={**configs.HYPERPARAMETERS, "epochs": args.epochs},
-        eval_config=eval_config.build_eval_config(
-            min_top_100_accuracy=args.min_top_100_accuracy, max_rmse=args.max_rmse,
-            max_top_100_accuracy_drop=configs.MAX_TOP_100_ACCURACY_DROP,
-            max_rmse_increase=configs.MAX_RMSE_INCREASE),
-        evaluator_module=configs.EVALUATOR_MODULE,
         serving_model_dir=os.path.join(output_dir, "serving_model"),
         tfds_data_dir=os.path.abspath(args.tfds_data_dir or os.path.join(output_dir, "tfds")),
         raw_dir=raw_dir,
         metadata_connection_config=metadata.sqlite_config(
             os.path.join(output_dir, "metadata.sqlite")),
-        beam_pipeline_args=configs.BEAM_PIPELINE_ARGS,
+        beam_pipeline_args=beam_pipeline_args(args.beam_workers),
     )
 
 

@@ -12,10 +12,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
 def quiet_library_logs() -> None:
-    """Silences TensorFlow's deprecation chatter (Python side) for command-line output."""
+    """Silences TensorFlow's deprecation chatter and Beam workers' start-up warnings, for
+    command-line output; errors still show."""
     import logging
 
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    for name in ("tensorflow", "apache_beam"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def register_scann_ops() -> None:

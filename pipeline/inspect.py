@@ -149,6 +149,16 @@ def metrics_command(store, args) -> tuple[Any, str]:
     return data, "\n".join(lines)
 
 
+def _compact(value: Any) -> str:
+    """One line for a property, JSON strings (TFX's serialized protos, dicts) included."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
@@ -202,7 +212,7 @@ def lineage_command(store, args) -> tuple[Any, str]:
         lines.append(f"<- {step['component']} (execution {step['execution_id']}, "
                      f"{step['state']}, {step['started']} UTC)")
         for name, value in step["properties"].items():
-            text = json.dumps(value) if not isinstance(value, str) else value
+            text = _compact(value)
             lines.append(f"     {name}: {text if len(text) < 120 else text[:117] + '...'}")
         for key, artifacts in step["inputs"].items():
             for artifact in artifacts:

@@ -9,6 +9,7 @@ from tfx import v1 as tfx
 from components import features
 from components.example_gen.component import TfdsExampleGen
 from components.example_validator.component import StrictExampleValidator
+from components.trainer.model import CUSTOM_CONFIG_KEY
 
 
 def create_pipeline(
@@ -29,7 +30,11 @@ def create_pipeline(
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
     enable_cache: bool = True,
+    vertex_training_region: str | None = None,
+    vertex_training_job_spec: dict | None = None,
 ) -> tfx.dsl.Pipeline:
+    """The whole graph. `vertex_training_*` swap the Trainer's executor for a Vertex AI
+    Training job (region, and a CustomJob spec: worker pool machine, accelerator, image)."""
     # MovieLens from TFDS: train/eval ratings, split reproducibly, and the movie catalogue.
     example_gen = TfdsExampleGen(dataset=dataset, eval_fraction=eval_fraction,
                                  split_seed=split_seed, tfds_data_dir=tfds_data_dir,
@@ -55,13 +60,21 @@ def create_pipeline(
     transform.add_upstream_node(example_validator)
 
     # The multi-task TFRS model, exported with its ScaNN index and serving signatures.
-    trainer = tfx.components.Trainer(
+    trainer_class, custom_config = tfx.components.Trainer, {CUSTOM_CONFIG_KEY: hyperparameters}
+    if vertex_training_job_spec:
+        trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer
+        custom_config.update({
+            tfx.extensions.google_cloud_ai_platform.ENABLE_VERTEX_KEY: True,
+            tfx.extensions.google_cloud_ai_platform.VERTEX_REGION_KEY: vertex_training_region,
+            tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY: vertex_training_job_spec,
+        })
+    trainer = trainer_class(
         run_fn=run_fn, examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-        custom_config=hyperparameters)
+        custom_config=custom_config)
 
     # The latest blessed model, the baseline that a new model must not fall behind.
     model_resolver = tfx.dsl.Resolver(

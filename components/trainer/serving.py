@@ -56,12 +56,13 @@ def read_catalogue(file_pattern: str) -> tuple[np.ndarray, tf.RaggedTensor]:
 
 
 def scann_parameters(num_candidates: int) -> dict:
-    """ScaNN tree sizes scaled to the catalogue: sqrt(N) leaves, half of them searched.
-
-    MovieLens catalogues are small (1.7k to 62k titles), so recall is bought with a wide search.
+    """ScaNN tree sizes scaled to the catalogue: sqrt(N) leaves, half of them (and at least 20,
+    or all) searched. MovieLens catalogues are small (1.7k to 62k titles), so recall is bought
+    with a wide search.
     """
     num_leaves = max(1, round(math.sqrt(num_candidates)))
-    return {"num_leaves": num_leaves, "num_leaves_to_search": max(1, math.ceil(num_leaves / 2)),
+    to_search = max(math.ceil(num_leaves / 2), min(num_leaves, 20))
+    return {"num_leaves": num_leaves, "num_leaves_to_search": to_search,
             "num_reordering_candidates": min(num_candidates, 500)}
 
 

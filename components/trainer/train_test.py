@@ -38,5 +38,7 @@ def test_read_catalogue_keeps_first_of_duplicate_titles(tmp_path):
 def test_scann_parameters_scale_with_the_catalogue():
     small, large = serving.scann_parameters(50), serving.scann_parameters(10_000)
     assert small["num_leaves"] == 7 and large["num_leaves"] == 100
-    assert small["num_leaves_to_search"] == 4 and large["num_leaves_to_search"] == 50
+    assert small["num_leaves_to_search"] == 7  # a small catalogue is searched whole
+    assert serving.scann_parameters(1_664)["num_leaves_to_search"] == 21
+    assert large["num_leaves_to_search"] == 50
     assert small["num_reordering_candidates"] == 50
