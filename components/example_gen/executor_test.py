@@ -97,3 +97,25 @@ def test_edited_raw_files_get_a_new_fingerprint(tmp_path, raw_dir):
     with open(copy / "u.data", "a") as ratings:
         ratings.write("1\t1\t5\t881250949\n")
     assert tfds_source.raw_dir_fingerprint("100k", copy) != before
+
+
+@pytest.mark.parametrize("version", ["1m", "latest-small", "25m"])
+def test_every_movielens_format_builds_and_meets_its_curated_schema(tmp_path, version):
+    import tensorflow_data_validation as tfdv
+
+    import schemas
+
+    raw = synthetic.write_movielens(tmp_path / "raw", version, num_users=30, num_movies=40,
+                                    ratings_per_user=8)
+    dataset = f"movielens/{version}-ratings"
+    examples = _run(tmp_path, raw, "out", dataset=dataset)
+    first = _read_split(examples, "train")[0].features.feature
+    assert first["movie_title"].bytes_list.value[0].decode().startswith("Movie ")
+    assert ("user_occupation_text" in first) == (version == "1m")
+
+    schema = tfdv.load_schema_text(schemas.schema_path(dataset))
+    for split in ("train", "eval"):
+        statistics = tfdv.generate_statistics_from_tfrecord(
+            data_location=os.path.join(artifact_utils.get_split_uri([examples], split), "*.gz"))
+        anomalies = tfdv.validate_statistics(statistics, schema)
+        assert not anomalies.anomaly_info, (version, split, dict(anomalies.anomaly_info))
