@@ -4,12 +4,13 @@ VENV_PYTHON := .venv/bin/python
 OUTPUT_DIR ?= output
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint lock demo run
+.PHONY: setup test lint lock demo run bench
 
 setup:
 	@$(PYTHON_BASE) scripts/setup_env.py
 
 test: setup
+	$(VENV_PYTHON) -m ruff check .
 	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
 
 # The whole pipeline on a small built-in MovieLens-shaped sample (a few minutes).
@@ -21,6 +22,13 @@ run: setup
 	@test -n "$(RAW_DIR)" || { echo "usage: make run RAW_DIR=path/to/ml-100k [DATASET=movielens/100k-ratings] [EPOCHS=N] [OUTPUT_DIR=output]" >&2; exit 2; }
 	$(VENV_PYTHON) local_runner.py --raw-dir $(RAW_DIR) --output-dir $(OUTPUT_DIR) \
 		$(if $(DATASET),--dataset $(DATASET)) $(if $(EPOCHS),--epochs $(EPOCHS))
+
+# Model quality against the TFRS tutorial and classic peers: make bench RAW_DIR=path/to/ml-100k
+bench: setup
+	@test -n "$(RAW_DIR)" || { echo "usage: make bench RAW_DIR=path/to/ml-100k" >&2; exit 2; }
+	UV_PROJECT_ENVIRONMENT=.venv .tools/uv-*/bin/uv sync --quiet --frozen --group bench \
+		--python $(VENV_PYTHON)
+	$(VENV_PYTHON) -m benchmarks.quality --raw-dir $(RAW_DIR)
 
 lint: setup
 	$(VENV_PYTHON) -m ruff check .

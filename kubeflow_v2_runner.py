@@ -1,4 +1,4 @@
-"""Compiles the pipeline for Kubeflow Pipelines 2.x / Vertex AI Pipelines, and optionally submits it.
+"""Compiles the pipeline for Kubeflow Pipelines 2.x / Vertex AI Pipelines; optionally submits it.
 
     python kubeflow_v2_runner.py --image IMAGE --pipeline-root gs://BUCKET/root
     python kubeflow_v2_runner.py ... --submit vertex --project P --region R [--service-account SA]

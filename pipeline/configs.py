@@ -19,6 +19,7 @@ RETRIEVAL_WEIGHT = 1.0
 RATING_WEIGHT = 1.0
 TEMPERATURE = 1.0
 SAMPLING_BIAS_CORRECTION = True
+USER_HISTORY = True
 L2_REGULARIZATION = 1e-4
 OPTIMIZER = "adam"
 LEARNING_RATE = 0.01
@@ -32,6 +33,7 @@ HYPERPARAMETERS = {  # the Trainer's custom_config: ModelConfig's fields
     "embedding_dim": EMBEDDING_DIM, "rating_hidden_units": list(RATING_HIDDEN_UNITS),
     "retrieval_weight": RETRIEVAL_WEIGHT, "rating_weight": RATING_WEIGHT,
     "temperature": TEMPERATURE, "sampling_bias_correction": SAMPLING_BIAS_CORRECTION,
+    "user_history": USER_HISTORY,
     "l2_regularization": L2_REGULARIZATION, "optimizer": OPTIMIZER,
     "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE, "epochs": EPOCHS,
     "validation_fraction": VALIDATION_FRACTION,

@@ -36,9 +36,9 @@ def test_evaluation_is_finite_blessed_and_pushed(pipeline_store):
             assert 0.0 <= metrics[name] <= 1.0 and math.isfinite(metrics[name])
     assert metrics["top_1_accuracy"] <= metrics["top_10_accuracy"] <= metrics["top_100_accuracy"]
     assert metrics["top_10_accuracy"] <= metrics["top_10_accuracy_unrated"]
-    # The sample has learnable taste groups: far better than chance (100 of 150 titles: 0.67
-    # at random would be top-100, so look at top-10, random ~0.07).
-    assert metrics["top_10_accuracy_unrated"] > 0.2
+    # The sample has learnable taste groups: clearly better than chance (top-10 of the ~120
+    # titles a user has not rated: ~0.08 at random).
+    assert metrics["top_10_accuracy_unrated"] > 0.15
     assert 0.3 < metrics["root_mean_squared_error"] < 1.3
     assert metrics["scann_recall_at_10"] >= 0.9
     blessing = by_component["Evaluator"].outputs["blessing"][0]
@@ -70,7 +70,7 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=PROJECT_ROOT, check=True)
     answers = json.loads(result.stdout.strip().splitlines()[-1])
-    titles = set(line.split("|")[1] for line in (raw_dir / "u.item").read_text().splitlines())
+    titles = {line.split("|")[1] for line in (raw_dir / "u.item").read_text().splitlines()}
     assert all(len(row) == 10 and set(row) <= titles for row in answers["scann"])
     assert all(scores == sorted(scores, reverse=True) for scores in answers["scores"])
     agreement = sum(len(set(s) & set(e)) for s, e in zip(answers["scann"], answers["exact"]))

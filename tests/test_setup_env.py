@@ -1,4 +1,4 @@
-"""The pure decisions of scripts/setup_env.py: when a private C runtime is needed, and from where."""
+"""The pure decisions of scripts/setup_env.py: when a private C runtime is needed, from where."""
 
 import pytest
 

@@ -54,7 +54,8 @@ def test_scann_index_survives_saved_model_round_trip_in_fresh_process(tmp_path):
 def test_ml_metadata_sqlite_store_round_trip(tmp_path):
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    config.sqlite.connection_mode = (
+        metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
     store = metadata_store.MetadataStore(config)
 
     model_type = metadata_store_pb2.ArtifactType(name="Model")

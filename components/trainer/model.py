@@ -31,6 +31,9 @@ class ModelConfig:
     # sample popular movies as negatives more often and so push popular movies down.
     temperature: float = 1.0
     sampling_bias_correction: bool = True
+    # The user vector adds the mean embedding of the titles the user rated in training
+    # (SVD++'s implicit feedback); each training example leaves its own title out.
+    user_history: bool = False
     l2_regularization: float = 0.0
     optimizer: str = "adagrad"
     learning_rate: float = 0.1
@@ -60,18 +63,41 @@ def _regularizer(config: ModelConfig):
     return tf.keras.regularizers.l2(config.l2_regularization) if config.l2_regularization else None
 
 
-def build_user_tower(num_users: int, config: ModelConfig) -> tf.keras.Model:
-    """user_index [batch] -> user embedding [batch, embedding_dim + 1]. Index num_users is OOV.
+class UserTower(tf.keras.Model):
+    """user_index [batch] (and, in training, movie_index: the title to leave out of the
+    history) -> user vector [batch, embedding_dim + 1]. Index num_users is OOV.
 
-    The last component is a constant 1 that meets the movie bias in the dot product.
+    The last component is a constant 1 that meets the movie bias in the dot product. With
+    `history` ([num_users + 1, None] movie indices rated in training), the mean of their history
+    embeddings is added to the user's own embedding.
     """
-    user_index = tf.keras.Input(shape=(), dtype=tf.int64, name=features.USER_INDEX)
-    embedding = tf.keras.layers.Embedding(
-        num_users + 1, config.embedding_dim, embeddings_regularizer=_regularizer(config),
-        name="user_embedding")(user_index)
-    ones = tf.keras.layers.Lambda(lambda x: tf.ones_like(x[:, :1]), name="bias_slot")(embedding)
-    output = tf.keras.layers.Concatenate(name="user_vector")([embedding, ones])
-    return tf.keras.Model({features.USER_INDEX: user_index}, output, name="user_tower")
+
+    def __init__(self, num_users: int, num_movies: int, config: ModelConfig,
+                 history: tf.RaggedTensor | None = None):
+        super().__init__(name="user_tower")
+        self.user_embedding = tf.keras.layers.Embedding(
+            num_users + 1, config.embedding_dim, embeddings_regularizer=_regularizer(config),
+            name="user_embedding")
+        self.history = history
+        if history is not None:
+            self.history_embedding = tf.keras.layers.Embedding(
+                num_movies + 1, config.embedding_dim, embeddings_regularizer=_regularizer(config),
+                name="history_embedding")
+
+    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        user_index = inputs[features.USER_INDEX]
+        vector = self.user_embedding(user_index)
+        if self.history is not None:
+            rated = tf.gather(self.history, user_index)
+            total = tf.math.unsorted_segment_sum(
+                self.history_embedding(rated.flat_values), rated.value_rowids(),
+                tf.shape(user_index, out_type=tf.int64)[0])
+            count = tf.cast(rated.row_lengths(), tf.float32)
+            if features.MOVIE_INDEX in inputs:  # training: leave the target out
+                total -= self.history_embedding(inputs[features.MOVIE_INDEX])
+                count -= 1.0
+            vector += total / tf.maximum(count, 1.0)[:, None]
+        return tf.concat([vector, tf.ones_like(vector[:, :1])], axis=1)
 
 
 def build_movie_tower(num_movies: int, config: ModelConfig) -> tf.keras.Model:
@@ -140,7 +166,9 @@ class MultiTaskRecommender(tfrs.Model):
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
 
     def call(self, inputs: Mapping[str, tf.Tensor]):
-        user_embedding = self.user_tower({features.USER_INDEX: inputs[features.USER_INDEX]})
+        # Every training example is in its user's history, which must not contain it.
+        user_embedding = self.user_tower({features.USER_INDEX: inputs[features.USER_INDEX],
+                                          features.MOVIE_INDEX: inputs[features.MOVIE_INDEX]})
         movie_embedding = self.movie_tower({
             features.MOVIE_INDEX: inputs[features.MOVIE_INDEX],
             features.GENRES_MULTI_HOT: inputs[features.GENRES_MULTI_HOT]})
@@ -159,10 +187,17 @@ class MultiTaskRecommender(tfrs.Model):
 
 
 def build_model(num_users: int, num_movies: int, config: ModelConfig,
-                movie_frequencies: tf.Tensor | None = None) -> MultiTaskRecommender:
-    """The compiled model; `movie_frequencies` [num_movies + 1] enables the logQ correction."""
+                movie_frequencies: tf.Tensor | None = None,
+                user_histories: list[list[int]] | None = None) -> MultiTaskRecommender:
+    """The compiled model. `movie_frequencies` [num_movies + 1] enables the logQ correction;
+    `user_histories` (movie indices rated in training, per user index) the history term."""
     tf.keras.utils.set_random_seed(config.seed)
-    model = MultiTaskRecommender(build_user_tower(num_users, config),
+    history = None
+    if config.user_history:
+        if user_histories is None:
+            raise ValueError("user_history needs the users' training histories.")
+        history = tf.ragged.constant(user_histories, dtype=tf.int64, ragged_rank=1)
+    model = MultiTaskRecommender(UserTower(num_users, num_movies, config, history),
                                  build_movie_tower(num_movies, config),
                                  build_rating_head(config), config, movie_frequencies)
     optimizers = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}

@@ -60,7 +60,29 @@ def test_config_rejects_unknown_hyperparameters_and_optimizers():
     with pytest.raises(ValueError, match="embeding_dim"):
         model_lib.ModelConfig.from_custom_config({"model": {"embeding_dim": 3}})
     config = model_lib.ModelConfig.from_custom_config(
-        {"model": {"rating_hidden_units": [8], "optimizer": "sgd"}, "ai_platform_enable_vertex": True})
+        {"model": {"rating_hidden_units": [8], "optimizer": "sgd"},
+         "ai_platform_enable_vertex": True})
     assert config.rating_hidden_units == (8,)
     with pytest.raises(ValueError, match="'sgd'"):
         model_lib.build_model(NUM_USERS, NUM_MOVIES, config)
+
+
+def test_user_history_term_leaves_the_training_target_out():
+    config = model_lib.ModelConfig(embedding_dim=4, user_history=True)
+    history = tf.ragged.constant([[0, 1], [], [2]], dtype=tf.int64)
+    tower = model_lib.UserTower(num_users=2, num_movies=3, config=config, history=history)
+    users = tf.constant([0, 1], dtype=tf.int64)
+    serving = tower({features.USER_INDEX: users}).numpy()
+    training = tower({features.USER_INDEX: users,
+                      features.MOVIE_INDEX: tf.constant([0, 2], dtype=tf.int64)}).numpy()
+    own = tower.user_embedding(users).numpy()
+    titles = tower.history_embedding(tf.constant([0, 1], dtype=tf.int64)).numpy()
+    np.testing.assert_allclose(serving[0, :4], own[0] + titles.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(training[0, :4], own[0] + titles[1], rtol=1e-5)
+    np.testing.assert_allclose(serving[1, :4], own[1], rtol=1e-5)  # no history: own only
+    assert serving[0, 4] == training[0, 4] == 1.0
+
+
+def test_user_history_needs_the_histories():
+    with pytest.raises(ValueError, match="histories"):
+        model_lib.build_model(NUM_USERS, NUM_MOVIES, model_lib.ModelConfig(user_history=True))

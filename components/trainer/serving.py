@@ -7,6 +7,8 @@ needs, with four signatures:
 - serving_default(user_id [B] string) -> titles [B, k], scores [B, k]: ScaNN over the catalogue.
 - brute_force(user_id) -> titles, scores: the same, exact.
 - rating(user_id [B], movie_title [B]) -> rating [B].
+- catalogue_scores(user_id) -> scores [B, N], titles [N]: exact scores of every title (for
+  offline analysis and benchmarks).
 - evaluation(examples [B] serialized tf.Example) -> per-example metrics read by the Evaluator:
   top_K_accuracy and top_K_accuracy_unrated (the held-out title is among the user's K
   best-scored titles of the whole catalogue, exact scores; `_unrated` leaves out the titles the
@@ -134,6 +136,11 @@ class RecommenderModule(tf.Module):
         scores, rows = tf.math.top_k(self._exact_scores(user_embedding), k=self.top_k)
         return {"titles": tf.gather(self.catalogue_titles, rows), "scores": scores}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    def score_catalogue(self, user_id):
+        user_embedding, _ = self._user_embedding(user_id)
+        return {"scores": self._exact_scores(user_embedding), "titles": self.catalogue_titles}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
                                   tf.TensorSpec([None], tf.string, name="movie_title")])
     def predict_rating(self, user_id, movie_title):
@@ -178,7 +185,9 @@ class RecommenderModule(tf.Module):
             "serving_default": self.recommend.get_concrete_function(),
             "brute_force": self.recommend_exact.get_concrete_function(),
             "rating": self.predict_rating.get_concrete_function(),
+            "catalogue_scores": self.score_catalogue.get_concrete_function(),
             "evaluation": self.evaluate.get_concrete_function(),
         }
-        tf.saved_model.save(self, export_dir, signatures=signatures, options=tf.saved_model.SaveOptions(
-            namespace_whitelist=list(stack.SCANN_SAVE_OPTIONS_NAMESPACES)))
+        options = tf.saved_model.SaveOptions(
+            namespace_whitelist=list(stack.SCANN_SAVE_OPTIONS_NAMESPACES))
+        tf.saved_model.save(self, export_dir, signatures=signatures, options=options)

@@ -54,20 +54,23 @@ def transformed_dataset(records: tf.data.Dataset,
     return records.batch(8192).map(parse_and_transform).unbatch().cache()
 
 
-def rated_catalogue_rows(dataset: tf.data.Dataset, movie_vocabulary: list[bytes],
-                         catalogue_titles: np.ndarray, num_users: int) -> list[list[int]]:
-    """For each user index (OOV last), the catalogue rows of the titles rated in `dataset`."""
-    row_of_title = {title: row for row, title in enumerate(catalogue_titles)}
-    row_of_movie_index = np.array([row_of_title.get(title, -1) for title in movie_vocabulary]
-                                  + [-1])
+def user_histories(dataset: tf.data.Dataset, num_users: int) -> list[list[int]]:
+    """For each user index (OOV last), the movie indices rated in `dataset`, sorted."""
     rated: list[set[int]] = [set() for _ in range(num_users + 1)]
     for batch in dataset.batch(65536):
-        users = batch[features.USER_INDEX].numpy()
-        rows = row_of_movie_index[batch[features.MOVIE_INDEX].numpy()]
-        for user, row in zip(users, rows):
-            if row >= 0:
-                rated[user].add(int(row))
-    return [sorted(rows) for rows in rated]
+        for user, movie in zip(batch[features.USER_INDEX].numpy(),
+                               batch[features.MOVIE_INDEX].numpy()):
+            rated[user].add(int(movie))
+    return [sorted(movies) for movies in rated]
+
+
+def rated_catalogue_rows(histories: list[list[int]], movie_vocabulary: list[bytes],
+                         catalogue_titles: np.ndarray) -> list[list[int]]:
+    """The histories as catalogue rows (titles outside the vocabulary dropped)."""
+    row_of_title = {title: row for row, title in enumerate(catalogue_titles)}
+    row_of_movie_index = [row_of_title.get(title, -1) for title in movie_vocabulary] + [-1]
+    return [sorted(row_of_movie_index[m] for m in movies if row_of_movie_index[m] >= 0)
+            for movies in histories]
 
 
 def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTransformOutput,
@@ -86,8 +89,9 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     catalogue_titles, catalogue_genres = serving.read_catalogue(
         split_file_pattern(train_file_patterns[0], features.MOVIES_SPLIT))
     # Everything the user rated in the training split counts as seen, validation included.
-    rated_rows = rated_catalogue_rows(transformed_dataset(records, tf_transform_output),
-                                      movie_vocabulary, catalogue_titles, len(user_vocabulary))
+    histories = user_histories(transformed_dataset(records, tf_transform_output),
+                               len(user_vocabulary))
+    rated_rows = rated_catalogue_rows(histories, movie_vocabulary, catalogue_titles)
     if not any(rated_rows):
         raise ValueError(f"No training examples in {train_file_patterns}.")
 
@@ -95,7 +99,7 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     for batch in fit_part.batch(65536):
         np.add.at(movie_frequencies, batch[features.MOVIE_INDEX].numpy(), 1)
     model = model_lib.build_model(len(user_vocabulary), len(movie_vocabulary), config,
-                                  movie_frequencies)
+                                  movie_frequencies, histories)
     callbacks = [tf.keras.callbacks.EarlyStopping(
         monitor="val_total_loss", patience=config.early_stopping_patience,
         restore_best_weights=True)]

@@ -10,14 +10,15 @@ def test_split_file_pattern_points_at_the_sibling_split():
         "/root/Examples/7/Split-movies/*"
 
 
-def test_rated_catalogue_rows_map_vocabulary_indices_to_catalogue_rows():
+def test_histories_and_rated_catalogue_rows():
     dataset = tf.data.Dataset.from_tensor_slices({
         features.USER_INDEX: np.array([0, 0, 1, 2], dtype="int64"),
         features.MOVIE_INDEX: np.array([1, 0, 1, 2], dtype="int64")})
+    histories = train.user_histories(dataset, num_users=2)
+    assert histories == [[0, 1], [1], [2]]
     vocabulary = [b"B", b"A"]  # index 2 is the out-of-vocabulary bucket
     catalogue = np.array([b"A", b"B", b"C"], dtype=object)
-    rows = train.rated_catalogue_rows(dataset, vocabulary, catalogue, num_users=2)
-    assert rows == [[0, 1], [0], []]
+    assert train.rated_catalogue_rows(histories, vocabulary, catalogue) == [[0, 1], [0], []]
 
 
 def test_read_catalogue_keeps_first_of_duplicate_titles(tmp_path):

@@ -14,9 +14,12 @@ RAW_SPEC = {
     features.RATING: tf.io.FixedLenFeature([1], tf.float32),
 }
 RAW = [
-    {"user_id": [b"7"], "movie_title": [b"Heat (1995)"], "movie_genres": [1, 6], "user_rating": [4.0]},
-    {"user_id": [b"7"], "movie_title": [b"Fargo (1996)"], "movie_genres": [6], "user_rating": [5.0]},
-    {"user_id": [b"9"], "movie_title": [b"Fargo (1996)"], "movie_genres": [6, 7], "user_rating": [3.0]},
+    {"user_id": [b"7"], "movie_title": [b"Heat (1995)"], "movie_genres": [1, 6],
+     "user_rating": [4.0]},
+    {"user_id": [b"7"], "movie_title": [b"Fargo (1996)"], "movie_genres": [6],
+     "user_rating": [5.0]},
+    {"user_id": [b"9"], "movie_title": [b"Fargo (1996)"], "movie_genres": [6, 7],
+     "user_rating": [3.0]},
 ]
 
 

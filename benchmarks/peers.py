@@ -1,0 +1,101 @@
+"""The peer models of the quality benchmark, each trained on the pipeline's own train split.
+
+Each returns a dict with `score_users` (user indices -> [n, titles] scores) and/or `predict`
+(user and title indices -> ratings). Hyperparameters are picked on a validation slice carved
+from the training split, never on the eval split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import scipy.sparse as sp
+
+from benchmarks.ranking import Ratings, top_k_accuracy
+
+
+def validation_split(data: Ratings, fraction: float = 0.1, seed: int = 0) -> Ratings:
+    """A Ratings whose eval part is a random slice of `data`'s training ratings."""
+    rng = np.random.default_rng(seed)
+    held_out = rng.random(len(data.train_users)) < fraction
+    return dataclasses.replace(
+        data, train_users=data.train_users[~held_out], train_items=data.train_items[~held_out],
+        train_ratings=data.train_ratings[~held_out], eval_users=data.train_users[held_out],
+        eval_items=data.train_items[held_out], eval_ratings=data.train_ratings[held_out])
+
+
+def _interactions(data: Ratings) -> sp.csr_matrix:
+    return sp.csr_matrix((np.ones(len(data.train_users), dtype=np.float32),
+                          (data.train_users, data.train_items)), shape=data.shape)
+
+
+def most_popular(data: Ratings) -> dict:
+    counts = np.bincount(data.train_items, minlength=data.shape[1]).astype(np.float64)
+    return {"score_users": lambda users: np.tile(counts, (len(users), 1))}
+
+
+def mean_rating(data: Ratings) -> dict:
+    mean = data.train_ratings.mean()
+    return {"predict": lambda users, items: np.full(len(users), mean)}
+
+
+def _ease_weights(data: Ratings, l2: float) -> np.ndarray:
+    x = _interactions(data)
+    gram = (x.T @ x).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += l2
+    inverse = np.linalg.inv(gram)
+    weights = -inverse / np.diag(inverse)
+    weights[np.diag_indices_from(weights)] = 0.0
+    return weights
+
+
+def ease(data: Ratings, l2_grid=(50.0, 150.0, 500.0, 1500.0)) -> dict:
+    """EASE (Steck 2019): closed-form item-item model; L2 picked on the validation slice."""
+    validation = validation_split(data)
+
+    def scorer(split: Ratings, l2: float):
+        x, weights = _interactions(split), _ease_weights(split, l2)
+        return lambda users: (x[users] @ weights)
+
+    best = max(l2_grid, key=lambda l2: top_k_accuracy(scorer(validation, l2), validation)[
+        "top_10_accuracy"])
+    return {"score_users": scorer(data, best), "params": {"l2": best}}
+
+
+def implicit_model(data: Ratings, kind: str) -> dict:
+    """implicit's ALS or BPR on the binary train interactions (factors picked on validation)."""
+    import implicit
+
+    def fit(split: Ratings, factors: int):
+        if kind == "als":
+            model = implicit.cpu.als.AlternatingLeastSquares(
+                factors=factors, regularization=0.05, iterations=20, random_state=42)
+        else:
+            model = implicit.cpu.bpr.BayesianPersonalizedRanking(
+                factors=factors, iterations=200, learning_rate=0.05, regularization=0.01,
+                random_state=42)
+        model.fit(_interactions(split), show_progress=False)
+        return lambda users: model.user_factors[users] @ model.item_factors.T
+
+    validation = validation_split(data)
+    best = max((32, 64, 128), key=lambda f: top_k_accuracy(fit(validation, f), validation)[
+        "top_10_accuracy"])
+    return {"score_users": fit(data, best), "params": {"factors": best}}
+
+
+def surprise_model(data: Ratings, kind: str) -> dict:
+    """scikit-surprise's SVD or SVD++ with its default settings (rating prediction only)."""
+    import pandas as pd
+    import surprise
+
+    frame = [(int(u), int(i), float(r)) for u, i, r in
+             zip(data.train_users, data.train_items, data.train_ratings)]
+    low, high = float(data.train_ratings.min()), float(data.train_ratings.max())
+    trainset = surprise.Dataset.load_from_df(
+        pd.DataFrame(frame, columns=["user", "item", "rating"]),
+        surprise.Reader(rating_scale=(low, high))).build_full_trainset()
+    algorithm = (surprise.SVD if kind == "svd" else surprise.SVDpp)(random_state=42)
+    algorithm.fit(trainset)
+    return {"predict": lambda users, items: np.array(
+        [algorithm.predict(int(u), int(i)).est for u, i in zip(users, items)])}

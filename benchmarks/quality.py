@@ -1,0 +1,174 @@
+"""Model quality: this pipeline's model against the TFRS tutorial and classic peers, side by side.
+
+    make bench RAW_DIR=../shared/datasets/ml-100k
+
+Runs the pipeline (LocalDagRunner, default settings; cached components are reused) on the raw
+GroupLens files, reads the train/eval split its ExampleGen wrote, trains every peer on that same
+train split, and scores every model with the same metric code (benchmarks/ranking.py) over the
+whole catalogue. Writes benchmarks/results/quality.json and quality.md, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import local_runner  # first: sets up the TF stack
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import peers, seed_tutorial
+from benchmarks.ranking import KS, Ratings, rmse, top_k_accuracy
+from components import features, stack
+from components.trainer import serving
+from pipeline import metadata
+
+ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = [f"top_{k}_accuracy" for k in KS] + ["top_10_accuracy_unrated",
+                                               "top_100_accuracy_unrated", "rmse"]
+
+
+def run_pipeline(raw_dir: str, output_dir: str) -> dict:
+    """Runs the pipeline; returns its Evaluator metrics, examples URI and pushed model path."""
+    started = time.time()
+    if local_runner.main(["--raw-dir", raw_dir, "--output-dir", output_dir]) != 0:
+        raise RuntimeError("The pipeline failed; see its output above.")
+    store = metadata.open_store(os.path.join(output_dir, "metadata.sqlite"))
+    runs = {c.component: c for c in metadata.component_runs(
+        store, metadata.latest_run_context(store))}
+    evaluation = metadata.evaluation_metrics(runs["Evaluator"].outputs["evaluation"][0].uri)
+    pushed = runs["Pusher"].outputs["pushed_model"][0].custom_properties
+    if not pushed["pushed"].int_value:
+        raise RuntimeError("The pipeline's model was not blessed, so nothing was pushed.")
+    return {"metrics": evaluation, "examples": runs["TfdsExampleGen"].outputs["examples"][0].uri,
+            "model": pushed["pushed_destination"].string_value,
+            "seconds": time.time() - started,
+            "trainer_seconds": runs["Trainer"].seconds}
+
+
+def load_ratings(examples_uri: str) -> Ratings:
+    spec = {features.USER_ID: tf.io.FixedLenFeature([], tf.string),
+            features.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
+            features.RATING: tf.io.FixedLenFeature([], tf.float32)}
+
+    def read(split):
+        files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+        columns = {name: [] for name in spec}
+        for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192):
+            for name, values in tf.io.parse_example(batch, spec).items():
+                columns[name].append(values.numpy())
+        return {name: np.concatenate(values) for name, values in columns.items()}
+
+    train, evaluation = read(features.TRAIN_SPLIT), read(features.EVAL_SPLIT)
+    titles, _ = serving.read_catalogue(os.path.join(examples_uri, "Split-movies", "*"))
+    titles = titles.astype(bytes)
+    user_ids = np.unique(np.concatenate([train[features.USER_ID],
+                                         evaluation[features.USER_ID]]))
+    title_index = {title: i for i, title in enumerate(titles)}
+
+    def indices(split):
+        return (np.searchsorted(user_ids, split[features.USER_ID]),
+                np.array([title_index[t] for t in split[features.MOVIE_TITLE]]),
+                split[features.RATING].astype(np.float64))
+
+    return Ratings(user_ids, titles, *indices(train), *indices(evaluation))
+
+
+def pipeline_model(model_dir: str, data: Ratings) -> dict:
+    """The pushed model, scored through its `catalogue_scores` and `rating` signatures."""
+    stack.register_scann_ops()
+    model = tf.saved_model.load(model_dir)
+    score_signature, rating_signature = (model.signatures["catalogue_scores"],
+                                         model.signatures["rating"])
+    first = score_signature(user_id=tf.constant(data.user_ids[:1]))
+    column_of = {t: i for i, t in enumerate(first["titles"].numpy())}
+    columns = np.array([column_of[t] for t in data.titles])
+
+    def score_users(users):
+        return score_signature(user_id=tf.constant(data.user_ids[users]))["scores"].numpy()[
+            :, columns]
+
+    def predict(users, items):
+        return rating_signature(user_id=tf.constant(data.user_ids[users]),
+                                movie_title=tf.constant(data.titles[items]))["rating"].numpy()
+
+    return {"score_users": score_users, "predict": predict}
+
+
+def evaluate(name: str, build, data: Ratings) -> dict:
+    started = time.time()
+    model = build(data)
+    trained = time.time() - started
+    row = {"model": name, "train_seconds": round(trained, 1), **model.get("params", {})}
+    if "score_users" in model:
+        row.update(top_k_accuracy(model["score_users"], data))
+    if "predict" in model:
+        row["rmse"] = rmse(model["predict"](data.eval_users, data.eval_items), data)
+    print(f"  {name}: {time.time() - started:.0f} s", flush=True)
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    header = "| model | " + " | ".join(
+        c.replace("_accuracy", "").replace("_unrated", " unrated").replace("_", "-")
+        for c in COLUMNS) + " | train s |"
+    lines = [header, "|" + " --- |" * (len(COLUMNS) + 2)]
+    for row in rows:
+        cells = [f"{row[c]:.4f}" if c in row else "" for c in COLUMNS]
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {row['train_seconds']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raw-dir", required=True, help="GroupLens ml-100k files")
+    parser.add_argument("--output-dir", default=str(ROOT / "benchmarks" / ".pipeline_run"))
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+    started = time.time()
+
+    print("Running the pipeline ...", flush=True)
+    run = run_pipeline(args.raw_dir, args.output_dir)
+    data = load_ratings(run["examples"])
+    print(f"Split: {len(data.train_users)} train / {len(data.eval_users)} eval ratings, "
+          f"{data.shape[0]} users, {data.shape[1]} titles. Training peers ...", flush=True)
+
+    rows = [
+        {"model": "this pipeline (its Evaluator)", "train_seconds": round(run["trainer_seconds"]),
+         **{k: v for k, v in run["metrics"].items() if k in COLUMNS},
+         "rmse": run["metrics"]["root_mean_squared_error"]},
+        evaluate("this pipeline (benchmark metric code)",
+                 lambda d: pipeline_model(run["model"], d), data),
+        evaluate("TFRS multi-task tutorial, joint (3 epochs)", seed_tutorial.seed_tutorial, data),
+        evaluate("most popular", peers.most_popular, data),
+        evaluate("mean rating", peers.mean_rating, data),
+        evaluate("EASE", peers.ease, data),
+        evaluate("implicit ALS", lambda d: peers.implicit_model(d, "als"), data),
+        evaluate("implicit BPR", lambda d: peers.implicit_model(d, "bpr"), data),
+        evaluate("SVD (surprise)", lambda d: peers.surprise_model(d, "svd"), data),
+        evaluate("SVD++ (surprise)", lambda d: peers.surprise_model(d, "svdpp"), data),
+    ]
+    table = markdown(rows)
+    os.makedirs(args.results_dir, exist_ok=True)
+    result = {"dataset": "movielens/100k-ratings", "split": "ExampleGen's 80/20, seed 42",
+              "train_ratings": int(len(data.train_users)),
+              "eval_ratings": int(len(data.eval_users)), "titles": int(data.shape[1]),
+              "pipeline_seconds": round(run["seconds"]),
+              "total_seconds": round(time.time() - started), "rows": rows}
+    with open(os.path.join(args.results_dir, "quality.json"), "w") as handle:
+        json.dump(result, handle, indent=2)
+    with open(os.path.join(args.results_dir, "quality.md"), "w") as handle:
+        handle.write(f"MovieLens 100k, the pipeline's own split ({result['train_ratings']} train / "
+                     f"{result['eval_ratings']} eval ratings, {result['titles']} titles).\n\n"
+                     f"{table}\n")
+    print(f"\n{table}\n\nTotal {result['total_seconds']} s. Written to {args.results_dir}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
