@@ -26,7 +26,8 @@ run: setup
 # Model quality against the TFRS tutorial and classic peers: make bench RAW_DIR=path/to/ml-100k
 bench: setup
 	@test -n "$(RAW_DIR)" || { echo "usage: make bench RAW_DIR=path/to/ml-100k" >&2; exit 2; }
-	UV_PROJECT_ENVIRONMENT=.venv .tools/uv-*/bin/uv sync --quiet --frozen --group bench \
+	UV_CACHE_DIR=$${UV_CACHE_DIR:-.cache/uv} UV_PROJECT_ENVIRONMENT=.venv \
+		.tools/uv-*/bin/uv sync --quiet --frozen --group bench \
 		--python $(VENV_PYTHON)
 	$(VENV_PYTHON) -m benchmarks.quality --raw-dir $(RAW_DIR)
 

@@ -28,6 +28,8 @@ RUNTIME_LIBS = RUNTIME / "usr" / "lib" / "x86_64-linux-gnu"
 STAMP = VENV / ".setup-stamp"
 UV_VERSION = "0.13.8"
 UV = ROOT / ".tools" / f"uv-{UV_VERSION}" / "bin" / "uv"
+# uv's download cache stays inside the project too, unless the user points UV_CACHE_DIR elsewhere.
+UV_CACHE = ROOT / ".cache" / "uv"
 
 REQUIRED_GLIBC = (2, 39)
 RUNTIME_SUITE = "trixie"
@@ -174,7 +176,7 @@ def ensure_uv() -> Path:
     if not UV.exists():
         print(f"setup: installing uv {UV_VERSION} into {UV.parent.parent.relative_to(ROOT)}")
         run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--target", str(UV.parent.parent), f"uv=={UV_VERSION}"])
+             "--no-cache-dir", "--target", str(UV.parent.parent), f"uv=={UV_VERSION}"])
     return UV
 
 
@@ -200,7 +202,8 @@ def main() -> int:
     private_runtime = needs_private_runtime(*platform.libc_ver())
     base_python = os.path.realpath(sys.executable)
     uv = ensure_uv()
-    uv_env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_PROJECT_ENVIRONMENT": str(VENV)}
+    uv_env = {"UV_CACHE_DIR": str(UV_CACHE), **os.environ, "UV_PYTHON_DOWNLOADS": "never",
+              "UV_PROJECT_ENVIRONMENT": str(VENV)}
     STAMP.unlink(missing_ok=True)
     shutil.rmtree(VENV, ignore_errors=True)
     run([str(uv), "venv", "--quiet", "--python", base_python, str(VENV)], env=uv_env)
