@@ -1,6 +1,7 @@
 """Feature names and split names shared by every step (ExampleGen, Transform, Trainer, Evaluator).
 
-Raw names are TFDS's MovieLens feature names; tf.Examples carry them unchanged.
+Raw names are TFDS's MovieLens feature names; tf.Examples carry them unchanged (every TFDS
+feature is kept, demographics included, though only those named here are used so far).
 """
 
 from __future__ import annotations
@@ -16,10 +17,6 @@ MOVIE_TITLE = "movie_title"
 MOVIE_GENRES = "movie_genres"
 RATING = "user_rating"
 TIMESTAMP = "timestamp"
-USER_GENDER = "user_gender"
-USER_AGE_BUCKET = "bucketized_user_age"
-USER_OCCUPATION = "user_occupation_text"
-USER_ZIP_CODE = "user_zip_code"
 
 # Features of the movie catalogue (TFDS's `movielens/<version>-movies`).
 MOVIE_FEATURES = (MOVIE_ID, MOVIE_TITLE, MOVIE_GENRES)
