@@ -89,8 +89,7 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     catalogue_titles, catalogue_genres = serving.read_catalogue(
         split_file_pattern(train_file_patterns[0], features.MOVIES_SPLIT))
     # Everything the user rated in the training split counts as seen, validation included.
-    histories = user_histories(transformed_dataset(records, tf_transform_output),
-                               len(user_vocabulary))
+    histories = user_histories(fit_part.concatenate(validation), len(user_vocabulary))
     rated_rows = rated_catalogue_rows(histories, movie_vocabulary, catalogue_titles)
     if not any(rated_rows):
         raise ValueError(f"No training examples in {train_file_patterns}.")
