@@ -15,25 +15,32 @@ EVALUATOR_MODULE = "components.evaluator.model_loading"
 # Model and training (components/trainer/model.py: ModelConfig documents each one).
 EMBEDDING_DIM = 64
 RATING_HIDDEN_UNITS = (256, 64)
+RATING_DROPOUT = 0.5
 RETRIEVAL_WEIGHT = 1.0
 RATING_WEIGHT = 1.0
 TEMPERATURE = 1.0
-SAMPLING_BIAS_CORRECTION = True
+RETRIEVAL_NEGATIVES = "catalogue"
+SAMPLING_BIAS_CORRECTION = True  # in-batch negatives only
+EXCLUDE_RATED_NEGATIVES = False
 USER_HISTORY = True
+USER_DEMOGRAPHICS = False
 L2_REGULARIZATION = 1e-4
 OPTIMIZER = "adam"
 LEARNING_RATE = 0.01
 BATCH_SIZE = 4096
 EPOCHS = 30  # at most: early stopping on the validation slice usually ends training sooner
 VALIDATION_FRACTION = 0.1
-EARLY_STOPPING_PATIENCE = 2
+EARLY_STOPPING_PATIENCE = 4
 TRAINING_SEED = 42
 SERVING_TOP_K = 10
 HYPERPARAMETERS = {  # the Trainer's custom_config: ModelConfig's fields
     "embedding_dim": EMBEDDING_DIM, "rating_hidden_units": list(RATING_HIDDEN_UNITS),
+    "rating_dropout": RATING_DROPOUT,
     "retrieval_weight": RETRIEVAL_WEIGHT, "rating_weight": RATING_WEIGHT,
-    "temperature": TEMPERATURE, "sampling_bias_correction": SAMPLING_BIAS_CORRECTION,
-    "user_history": USER_HISTORY,
+    "temperature": TEMPERATURE, "retrieval_negatives": RETRIEVAL_NEGATIVES,
+    "sampling_bias_correction": SAMPLING_BIAS_CORRECTION,
+    "exclude_rated_negatives": EXCLUDE_RATED_NEGATIVES,
+    "user_history": USER_HISTORY, "user_demographics": USER_DEMOGRAPHICS,
     "l2_regularization": L2_REGULARIZATION, "optimizer": OPTIMIZER,
     "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE, "epochs": EPOCHS,
     "validation_fraction": VALIDATION_FRACTION,

@@ -9,7 +9,13 @@ from tfx import v1 as tfx
 from components import features
 from components.example_gen.component import TfdsExampleGen
 from components.example_validator.component import StrictExampleValidator
+from components.source_fingerprint import step_source_fingerprint
 from components.trainer.model import CUSTOM_CONFIG_KEY
+
+# Transform's and the Trainer's custom_config carry their code's fingerprint, so that edited
+# code is not served from TFX's cache (preprocessing_fn takes no custom_config, run_fn ignores
+# the key).
+SOURCE_FINGERPRINT_KEY = "source_fingerprint"
 
 
 def create_pipeline(
@@ -56,11 +62,14 @@ def create_pipeline(
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=preprocessing_fn, materialize=False,
-        splits_config=tfx.proto.SplitsConfig(analyze=[features.TRAIN_SPLIT]))
+        splits_config=tfx.proto.SplitsConfig(analyze=[features.TRAIN_SPLIT]),
+        custom_config={SOURCE_FINGERPRINT_KEY: step_source_fingerprint(preprocessing_fn)})
     transform.add_upstream_node(example_validator)
 
     # The multi-task TFRS model, exported with its ScaNN index and serving signatures.
-    trainer_class, custom_config = tfx.components.Trainer, {CUSTOM_CONFIG_KEY: hyperparameters}
+    trainer_class, custom_config = tfx.components.Trainer, {
+        CUSTOM_CONFIG_KEY: hyperparameters,
+        SOURCE_FINGERPRINT_KEY: step_source_fingerprint(run_fn)}
     if vertex_training_job_spec:
         trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer
         custom_config.update({

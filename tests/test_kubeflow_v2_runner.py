@@ -10,6 +10,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_v2_runner
+from components.source_fingerprint import step_source_fingerprint
 from pipeline import configs
 from tests.recording_server import RecordingServer
 
@@ -65,6 +66,8 @@ def test_image_parameters_and_no_local_paths(compiled):
     custom_config = _trainer_custom_config(job)
     assert custom_config["model"]["epochs"] == 7
     assert custom_config["model"]["embedding_dim"] == configs.EMBEDDING_DIM
+    # The image must run the code the cache key was computed from.
+    assert custom_config["source_fingerprint"] == step_source_fingerprint(configs.RUN_FN)
     text = json.dumps(job)
     assert os.getcwd() not in text and "/tmp/" not in text
     assert '"/pipeline/schemas/movielens-100k-ratings.pbtxt"' in text.replace('\\"', '"')

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 import local_runner
 from pipeline import metadata
@@ -50,6 +51,17 @@ def test_evaluation_is_finite_blessed_and_pushed(pipeline_store):
     assert (Path(destination) / "saved_model.pb").exists()
 
 
+def _rated_in_training(pipeline_store) -> dict[str, set[str]]:
+    examples = pipeline_store.components(pipeline_store.blessed_run)["TfdsExampleGen"]
+    train_files = Path(examples.outputs["examples"][0].uri).glob("Split-train/*")
+    rated: dict[str, set[str]] = {}
+    for record in tf.data.TFRecordDataset([str(f) for f in train_files], "GZIP"):
+        example = tf.train.Example.FromString(record.numpy()).features.feature
+        rated.setdefault(example["user_id"].bytes_list.value[0].decode(), set()).add(
+            example["movie_title"].bytes_list.value[0].decode())
+    return rated
+
+
 def test_pushed_model_answers_in_a_fresh_process(pipeline_store, raw_dir):
     output_dir = pipeline_store.output_dir
     [version] = os.listdir(output_dir / "serving_model")
@@ -60,11 +72,17 @@ model = tf.saved_model.load({str(output_dir / "serving_model" / version)!r})
 users = tf.constant([str(u).encode() for u in range(1, 41)] + [b"no-such-user"])
 scann = model.signatures["serving_default"](user_id=users)
 exact = model.signatures["brute_force"](user_id=users)
+unrated = model.signatures["unrated"](user_id=users)
+catalogue = model.signatures["catalogue_scores"](user_id=users)
 rating = model.signatures["rating"](user_id=tf.constant([b"1", b"1"]),
                                     movie_title=tf.constant([b"Movie 1 (1950)", b"Unknown"]))
 print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
                   "exact": exact["titles"].numpy().astype(str).tolist(),
                   "scores": exact["scores"].numpy().tolist(),
+                  "unrated": unrated["titles"].numpy().astype(str).tolist(),
+                  "unrated_scores": unrated["scores"].numpy().tolist(),
+                  "catalogue": catalogue["titles"].numpy().astype(str).tolist(),
+                  "catalogue_scores": catalogue["scores"].numpy().tolist(),
                   "rating": rating["rating"].numpy().tolist()}}))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -76,6 +94,23 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
     agreement = sum(len(set(s) & set(e)) for s, e in zip(answers["scann"], answers["exact"]))
     assert agreement / (10 * len(answers["exact"])) >= 0.9
     assert all(0.0 < r < 6.0 for r in answers["rating"])
+
+    # `unrated` is ScaNN's answer among the titles each user did not rate in training.
+    rated = _rated_in_training(pipeline_store)
+    users = [str(u) for u in range(1, 41)] + ["no-such-user"]
+    agreement = 0
+    for user, titles, scores, all_scores in zip(users, answers["unrated"],
+                                                answers["unrated_scores"],
+                                                answers["catalogue_scores"]):
+        seen = rated.get(user, set())
+        assert len(titles) == 10 and not set(titles) & seen
+        assert scores == sorted(scores, reverse=True)
+        exact_unrated = sorted((title for title in answers["catalogue"] if title not in seen),
+                               key=lambda t: -all_scores[answers["catalogue"].index(t)])[:10]
+        agreement += len(set(titles) & set(exact_unrated))
+    assert agreement / (10 * len(users)) >= 0.9
+    # The filter matters: unfiltered answers do hold rated titles.
+    assert any(set(row) & rated.get(user, set()) for user, row in zip(users, answers["exact"]))
 
 
 def test_unreachable_thresholds_block_the_push(pipeline_store):

@@ -17,6 +17,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.example_gen import executor, tfds_source
+from components.source_fingerprint import step_source_fingerprint
 
 
 class TfdsExampleGenSpec(ComponentSpec):
@@ -27,6 +28,8 @@ class TfdsExampleGenSpec(ComponentSpec):
         "tfds_data_dir": ExecutionParameter(type=str, optional=True),
         "raw_dir": ExecutionParameter(type=str, optional=True),
         "raw_dir_fingerprint": ExecutionParameter(type=str, optional=True),
+        # Not read by the executor: part of the cache key, so edited code runs again.
+        "source_fingerprint": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {"examples": ChannelParameter(type=standard_artifacts.Examples)}
@@ -43,4 +46,5 @@ class TfdsExampleGen(base_beam_component.BaseBeamComponent):
         super().__init__(spec=TfdsExampleGenSpec(
             dataset=dataset, eval_fraction=eval_fraction, split_seed=split_seed,
             tfds_data_dir=tfds_data_dir, raw_dir=raw_dir, raw_dir_fingerprint=fingerprint,
+            source_fingerprint=step_source_fingerprint(f"{executor.__name__}.Executor"),
             examples=types.Channel(type=standard_artifacts.Examples)))

@@ -86,3 +86,80 @@ def test_user_history_term_leaves_the_training_target_out():
 def test_user_history_needs_the_histories():
     with pytest.raises(ValueError, match="histories"):
         model_lib.build_model(NUM_USERS, NUM_MOVIES, model_lib.ModelConfig(user_history=True))
+
+
+def _catalogue_genres():
+    genres = np.zeros((NUM_MOVIES, features.NUM_GENRES), dtype="float32")
+    genres[np.arange(NUM_MOVIES), np.arange(NUM_MOVIES) % 3] = 1.0
+    return genres
+
+
+def test_catalogue_negatives_are_an_exact_softmax_over_every_movie():
+    config = model_lib.ModelConfig(embedding_dim=8, retrieval_negatives="catalogue",
+                                   rating_weight=0.0)
+    model = model_lib.build_model(NUM_USERS, NUM_MOVIES, config,
+                                  catalogue_genres=_catalogue_genres())
+    batch = next(iter(_dataset()))
+    user, _, _ = model(batch)
+    catalogue = model.movie_tower({features.MOVIE_INDEX: tf.range(NUM_MOVIES, dtype=tf.int64),
+                                   features.GENRES_MULTI_HOT: _catalogue_genres()})
+    logits = tf.matmul(user, catalogue, transpose_b=True).numpy()
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = -log_softmax[np.arange(64), batch[features.MOVIE_INDEX].numpy()].mean()
+    assert float(model.compute_loss(batch)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_excluding_rated_negatives_masks_the_users_other_movies_only():
+    config = model_lib.ModelConfig(embedding_dim=4, retrieval_negatives="catalogue",
+                                   exclude_rated_negatives=True, user_history=True,
+                                   rating_weight=0.0)
+    histories = [[0, 1, 2]] + [[]] * NUM_USERS  # user 0 rated movies 0-2
+    model = model_lib.build_model(NUM_USERS, NUM_MOVIES, config, user_histories=histories,
+                                  catalogue_genres=_catalogue_genres())
+    batch = {features.USER_INDEX: tf.constant([0, 1], tf.int64),
+             features.MOVIE_INDEX: tf.constant([1, 1], tf.int64),
+             features.GENRES_MULTI_HOT: tf.constant(_catalogue_genres()[[1, 1]]),
+             features.RATING_LABEL: tf.constant([4.0, 4.0])}
+    user, _, _ = model(batch)
+    catalogue = model.movie_tower({features.MOVIE_INDEX: tf.range(NUM_MOVIES, dtype=tf.int64),
+                                   features.GENRES_MULTI_HOT: _catalogue_genres()})
+    logits = tf.matmul(user, catalogue, transpose_b=True).numpy()
+    kept = [np.delete(logits[0], [0, 2]), logits[1]]  # user 0's other rated movies go
+    target = [0, 1]  # movie 1's position among the kept logits
+    expected = np.mean([np.log(np.exp(row).sum()) - row[t] for row, t in zip(kept, target)])
+    assert float(model.compute_loss(batch)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_retrieval_negatives_are_checked():
+    with pytest.raises(ValueError, match="'everything'"):
+        model_lib.build_model(NUM_USERS, NUM_MOVIES,
+                              model_lib.ModelConfig(retrieval_negatives="everything"))
+    with pytest.raises(ValueError, match="catalogue's genres"):
+        model_lib.build_model(NUM_USERS, NUM_MOVIES,
+                              model_lib.ModelConfig(retrieval_negatives="catalogue"))
+    with pytest.raises(ValueError, match="exclude_rated_negatives needs"):
+        model_lib.build_model(NUM_USERS, NUM_MOVIES,
+                              model_lib.ModelConfig(exclude_rated_negatives=True))
+
+
+def test_rating_dropout_is_active_in_training_only():
+    config = model_lib.ModelConfig(embedding_dim=8, rating_dropout=0.5)
+    head = model_lib.build_rating_head(config)
+    user, movie = tf.ones((4, 9)), tf.ones((4, 9))
+    assert np.allclose(head([user, movie]), head([user, movie]))
+    assert not np.allclose(head([user, movie], training=True), head([user, movie]))
+
+
+def test_demographic_embeddings_add_to_the_user_vector():
+    config = model_lib.ModelConfig(embedding_dim=4, user_demographics=True)
+    table = np.array([[1, 3, 4], [0, 0, 0], [2, 7, 22]])  # the last row: all unknown
+    model = model_lib.build_model(2, 3, config, user_demographics=table)
+    tower = model.user_tower
+    users = tf.constant([0, 2], dtype=tf.int64)
+    expected = tower.user_embedding(users).numpy() + sum(
+        embedding(tf.constant(table[[0, 2], column])).numpy()
+        for column, embedding in enumerate(tower.demographic_embeddings))
+    np.testing.assert_allclose(tower({features.USER_INDEX: users}).numpy()[:, :4], expected,
+                               rtol=1e-5)
+    plain = model_lib.build_model(2, 3, config)  # a dataset without demographics
+    assert plain.user_tower.demographics is None

@@ -2,10 +2,12 @@
 
 The Keras training model is not exported as such: TFRS's FactorizedTopK metric holds a dataset
 that cannot be saved, and serving needs raw inputs. `RecommenderModule` holds only what answering
-needs, with four signatures:
+needs, with these signatures:
 
 - serving_default(user_id [B] string) -> titles [B, k], scores [B, k]: ScaNN over the catalogue.
-- brute_force(user_id) -> titles, scores: the same, exact.
+- unrated(user_id) -> titles, scores: the same among the titles the user has not rated in
+  training (what a product shows).
+- brute_force(user_id) -> titles, scores: the same as serving_default, exact.
 - rating(user_id [B], movie_title [B]) -> rating [B].
 - catalogue_scores(user_id) -> scores [B, N], titles [N]: exact scores of every title (for
   offline analysis and benchmarks).
@@ -27,6 +29,7 @@ import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 
 from components import features, stack
+from components.trainer import model as model_lib
 
 EVALUATION_KS = (1, 5, 10, 50, 100)
 SCANN_RECALL_K = 10
@@ -105,7 +108,7 @@ class RecommenderModule(tf.Module):
 
         self.scann = tfrs.layers.factorized_top_k.ScaNN(
             k=max(top_k, SCANN_RECALL_K), **scann_parameters(num_candidates))
-        self.scann.index(self.movie_embeddings[:num_candidates], self.catalogue_titles)
+        self.scann.index(self.movie_embeddings[:num_candidates])
 
     def _user_embedding(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         transformed = self.user_transform({features.USER_ID: tf.reshape(user_id, [-1, 1])})
@@ -116,19 +119,32 @@ class RecommenderModule(tf.Module):
         candidates = self.movie_embeddings[:-1]
         return tf.matmul(user_embedding, candidates, transpose_b=True)
 
-    def _rated_mask(self, user_index: tf.Tensor, num_candidates: int) -> tf.Tensor:
+    def _rated_mask(self, user_index: tf.Tensor, num_candidates: tf.Tensor) -> tf.Tensor:
         """[B, N] bool: True where the user rated that catalogue title in training."""
-        rated = tf.gather(self.rated_rows, user_index)
-        indices = tf.stack([rated.value_rowids(), rated.flat_values], axis=1)
-        counts = tf.scatter_nd(indices, tf.ones_like(rated.flat_values, dtype=tf.float32),
-                               [tf.shape(user_index, out_type=tf.int64)[0], num_candidates])
-        return counts > 0
+        return model_lib.rated_mask(self.rated_rows, user_index, num_candidates)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend(self, user_id):
         user_embedding, _ = self._user_embedding(user_id)
-        scores, titles = self.scann(user_embedding, k=self.top_k)
-        return {"titles": titles, "scores": scores}
+        scores, rows = self.scann(user_embedding, k=self.top_k)
+        return {"titles": tf.gather(self.catalogue_titles, rows), "scores": scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    def recommend_unrated(self, user_id):
+        """ScaNN's top k among the titles the user has not rated: the search asks for k more
+        titles than the batch's longest history, then drops the rated ones (a user who rated
+        all but fewer than k titles gets rated ones last, scored float32 min)."""
+        user_embedding, user_index = self._user_embedding(user_id)
+        num_candidates = tf.shape(self.catalogue_titles, out_type=tf.int64)[0]
+        longest_history = tf.reduce_max(tf.gather(self.rated_rows, user_index).row_lengths())
+        k = tf.minimum(self.top_k + longest_history, num_candidates)
+        scores, rows = self.scann(user_embedding, k=tf.cast(k, tf.int32))
+        rated = tf.gather(tf.cast(self._rated_mask(user_index, num_candidates), tf.int32),
+                          rows, batch_dims=1)
+        kept_scores, kept = tf.math.top_k(
+            tf.where(rated > 0, tf.float32.min, scores), k=self.top_k)
+        return {"titles": tf.gather(self.catalogue_titles, tf.gather(rows, kept, batch_dims=1)),
+                "scores": kept_scores}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend_exact(self, user_id):
@@ -165,15 +181,15 @@ class RecommenderModule(tf.Module):
 
         rating = self.rating_head([user_embedding, tf.gather(self.movie_embeddings, rows)])
         label = tf.reshape(raw[features.RATING], [-1])
-        _, scann_titles = self.scann(user_embedding, k=SCANN_RECALL_K)
+        _, scann_rows = self.scann(user_embedding, k=SCANN_RECALL_K)
         _, exact_rows = tf.math.top_k(scores, k=exact_k)
-        exact_titles = tf.gather(self.catalogue_titles, exact_rows)
         overlap = tf.reduce_sum(tf.cast(tf.equal(
-            scann_titles[:, :, None], exact_titles[:, None, :]), tf.float32), axis=[1, 2])
+            tf.cast(scann_rows, tf.int64)[:, :, None], tf.cast(exact_rows, tf.int64)[:, None, :]),
+            tf.float32), axis=[1, 2])
         outputs = {
             "rating": rating,
             "squared_error": tf.square(rating - label),
-            "scann_recall_at_10": overlap / tf.cast(tf.shape(exact_titles)[1], tf.float32),
+            "scann_recall_at_10": overlap / tf.cast(tf.shape(exact_rows)[1], tf.float32),
         }
         for k in EVALUATION_KS:
             outputs[f"top_{k}_accuracy"] = tf.cast(rank < k, tf.float32)
@@ -183,6 +199,7 @@ class RecommenderModule(tf.Module):
     def save(self, export_dir: str) -> None:
         signatures = {
             "serving_default": self.recommend.get_concrete_function(),
+            "unrated": self.recommend_unrated.get_concrete_function(),
             "brute_force": self.recommend_exact.get_concrete_function(),
             "rating": self.predict_rating.get_concrete_function(),
             "catalogue_scores": self.score_catalogue.get_concrete_function(),

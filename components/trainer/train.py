@@ -49,7 +49,8 @@ def transformed_dataset(records: tf.data.Dataset,
 
     def parse_and_transform(batch):
         transformed = transform(tf.io.parse_example(batch, raw_spec))
-        return {name: transformed[name] for name in MODEL_INPUTS}
+        return {name: transformed[name] for name in (*MODEL_INPUTS, features.USER_DEMOGRAPHICS)
+                if name in transformed}
 
     return records.batch(8192).map(parse_and_transform).unbatch().cache()
 
@@ -64,6 +65,18 @@ def user_histories(dataset: tf.data.Dataset, num_users: int) -> list[list[int]]:
     return [sorted(movies) for movies in rated]
 
 
+def user_demographics(dataset: tf.data.Dataset, num_users: int) -> np.ndarray | None:
+    """[num_users + 1, 3] demographic indices per user index (None where the dataset has no
+    demographics). Users without examples, and the OOV user, get each feature's extra
+    "unknown" index."""
+    if features.USER_DEMOGRAPHICS not in dataset.element_spec:
+        return None
+    table = np.tile(np.array(features.DEMOGRAPHIC_SIZES, dtype=np.int64), (num_users + 1, 1))
+    for batch in dataset.batch(65536):
+        table[batch[features.USER_INDEX].numpy()] = batch[features.USER_DEMOGRAPHICS].numpy()
+    return table
+
+
 def rated_catalogue_rows(histories: list[list[int]], movie_vocabulary: list[bytes],
                          catalogue_titles: np.ndarray) -> list[list[int]]:
     """The histories as catalogue rows (titles outside the vocabulary dropped)."""
@@ -73,10 +86,31 @@ def rated_catalogue_rows(histories: list[list[int]], movie_vocabulary: list[byte
             for movies in histories]
 
 
+def genres_by_movie_index(tf_transform_output: tft.TFTransformOutput,
+                          catalogue_titles: np.ndarray, catalogue_genres: tf.RaggedTensor,
+                          num_movies: int) -> np.ndarray:
+    """[num_movies, NUM_GENRES] genre indicators of each vocabulary movie, through Transform's
+    graph (rows of titles absent from the catalogue stay zero)."""
+    transformed = tf_transform_output.transform_features_layer()({
+        features.MOVIE_TITLE: tf.reshape(tf.constant(list(catalogue_titles), tf.string), [-1, 1]),
+        features.MOVIE_GENRES: catalogue_genres.to_sparse()})
+    table = np.zeros((num_movies, features.NUM_GENRES), dtype=np.float32)
+    indices = transformed[features.MOVIE_INDEX].numpy()
+    in_vocabulary = indices < num_movies
+    table[indices[in_vocabulary]] = transformed[features.GENRES_MULTI_HOT].numpy()[in_vocabulary]
+    return table
+
+
 def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTransformOutput,
-                 config: model_lib.ModelConfig, log_dir: str | None = None
-                 ) -> serving.RecommenderModule:
-    """Trains the model on the given raw training examples; returns the serving module."""
+                 config: model_lib.ModelConfig, log_dir: str | None = None,
+                 serve_validation_ratings: bool = True) -> serving.RecommenderModule:
+    """Trains the model on the given raw training examples; returns the serving module.
+
+    Training sees only the fit part's ratings, in the loss and in the users' histories, so the
+    validation slice stays unseen. The served histories (the history term, and the rated
+    titles that `_unrated` metrics leave out) add the validation slice's ratings, unless
+    `serve_validation_ratings` is False: tuning scores the module on that slice.
+    """
     user_vocabulary = tf_transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movie_vocabulary = tf_transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
     records = read_records(train_file_patterns)
@@ -88,19 +122,22 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
         tf_transform_output)
     catalogue_titles, catalogue_genres = serving.read_catalogue(
         split_file_pattern(train_file_patterns[0], features.MOVIES_SPLIT))
-    # Everything the user rated in the training split counts as seen, validation included.
-    histories = user_histories(fit_part.concatenate(validation), len(user_vocabulary))
-    rated_rows = rated_catalogue_rows(histories, movie_vocabulary, catalogue_titles)
-    if not any(rated_rows):
+    fit_histories = user_histories(fit_part, len(user_vocabulary))
+    if not any(fit_histories):
         raise ValueError(f"No training examples in {train_file_patterns}.")
+    served_histories = (user_histories(fit_part.concatenate(validation), len(user_vocabulary))
+                        if serve_validation_ratings else fit_histories)
 
     movie_frequencies = np.zeros(len(movie_vocabulary) + 1)
     for batch in fit_part.batch(65536):
         np.add.at(movie_frequencies, batch[features.MOVIE_INDEX].numpy(), 1)
-    model = model_lib.build_model(len(user_vocabulary), len(movie_vocabulary), config,
-                                  movie_frequencies, histories)
+    model = model_lib.build_model(
+        len(user_vocabulary), len(movie_vocabulary), config, movie_frequencies, fit_histories,
+        genres_by_movie_index(tf_transform_output, catalogue_titles, catalogue_genres,
+                              len(movie_vocabulary)),
+        user_demographics(fit_part.concatenate(validation), len(user_vocabulary)))
     callbacks = [tf.keras.callbacks.EarlyStopping(
-        monitor="val_total_loss", patience=config.early_stopping_patience,
+        monitor="val_loss", patience=config.early_stopping_patience,
         restore_best_weights=True)]
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
@@ -109,9 +146,12 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
         .batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
         validation_data=validation.batch(config.batch_size),
         epochs=config.epochs, verbose=2, callbacks=callbacks)
+    if config.user_history:
+        model.user_tower.set_history(served_histories)
     return serving.RecommenderModule(
         tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,
-        catalogue_titles, catalogue_genres, rated_rows, config.top_k)
+        catalogue_titles, catalogue_genres,
+        rated_catalogue_rows(served_histories, movie_vocabulary, catalogue_titles), config.top_k)
 
 
 def run_fn(fn_args: FnArgs) -> None:

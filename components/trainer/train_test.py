@@ -1,8 +1,12 @@
 import numpy as np
 import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components import features
 from components.trainer import serving, train
+from components.transform import preprocessing
 
 
 def test_split_file_pattern_points_at_the_sibling_split():
@@ -19,6 +23,17 @@ def test_histories_and_rated_catalogue_rows():
     vocabulary = [b"B", b"A"]  # index 2 is the out-of-vocabulary bucket
     catalogue = np.array([b"A", b"B", b"C"], dtype=object)
     assert train.rated_catalogue_rows(histories, vocabulary, catalogue) == [[0, 1], [0], []]
+
+
+def test_user_demographics_table_marks_unseen_users_unknown():
+    dataset = tf.data.Dataset.from_tensor_slices({
+        features.USER_INDEX: np.array([1, 1], dtype="int64"),
+        features.USER_DEMOGRAPHICS: np.array([[1, 2, 3], [1, 2, 3]], dtype="int64")})
+    unknown = list(features.DEMOGRAPHIC_SIZES)
+    assert train.user_demographics(dataset, num_users=2).tolist() == [
+        unknown, [1, 2, 3], unknown]
+    without = dataset.map(lambda row: {features.USER_INDEX: row[features.USER_INDEX]})
+    assert train.user_demographics(without, num_users=2) is None
 
 
 def test_read_catalogue_keeps_first_of_duplicate_titles(tmp_path):
@@ -43,3 +58,24 @@ def test_scann_parameters_scale_with_the_catalogue():
     assert serving.scann_parameters(1_664)["num_leaves_to_search"] == 21
     assert large["num_leaves_to_search"] == 50
     assert small["num_reordering_candidates"] == 50
+
+
+
+def test_genres_by_movie_index_follows_the_transform_vocabulary(tmp_path):
+    spec = {features.USER_ID: tf.io.FixedLenFeature([1], tf.string),
+            features.MOVIE_TITLE: tf.io.FixedLenFeature([1], tf.string),
+            features.MOVIE_GENRES: tf.io.VarLenFeature(tf.int64),
+            features.RATING: tf.io.FixedLenFeature([1], tf.float32)}
+    ratings = [{"user_id": [b"1"], "movie_title": [title], "movie_genres": [0],
+                "user_rating": [3.0]} for title in (b"B", b"B", b"A")]  # index: B 0, A 1
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    with tft_beam.Context(temp_dir=str(tmp_path / "tmp"), force_tf_compat_v1=False):
+        transform_fn = (ratings, metadata) | tft_beam.AnalyzeDataset(
+            preprocessing.preprocessing_fn)
+        _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / "transform"))
+    output = tft.TFTransformOutput(str(tmp_path / "transform"))
+    titles = np.array([b"A", b"C", b"B"], dtype=object)  # C is outside the vocabulary
+    genres = tf.ragged.constant([[1, 2], [3], [4]], dtype=tf.int64)
+    table = train.genres_by_movie_index(output, titles, genres, num_movies=2)
+    assert table.shape == (2, features.NUM_GENRES)
+    assert list(table[0].nonzero()[0]) == [4] and list(table[1].nonzero()[0]) == [1, 2]

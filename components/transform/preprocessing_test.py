@@ -23,10 +23,10 @@ RAW = [
 ]
 
 
-def _analyze_and_transform():
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
+def _analyze_and_transform(raw=RAW, spec=RAW_SPEC):
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
-        (transformed, _), transform_fn = (RAW, metadata) | tft_beam.AnalyzeAndTransformDataset(
+        (transformed, _), transform_fn = (raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
             preprocessing.preprocessing_fn)
     return transformed
 
@@ -41,6 +41,17 @@ def test_vocabularies_index_by_frequency_and_outputs_are_model_ready():
     assert all(len(g) == features.NUM_GENRES for g in genres)
     assert [i for i, v in enumerate(genres[0]) if v] == [1, 6]
     assert [i for i, v in enumerate(genres[2]) if v] == [6, 7]
+    assert features.USER_DEMOGRAPHICS not in rows[0]  # MovieLens latest, 20m, 25m: none
+
+
+def test_demographics_are_emitted_where_the_dataset_has_them():
+    spec = {**RAW_SPEC, features.USER_GENDER: tf.io.FixedLenFeature([1], tf.int64),
+            features.USER_AGE: tf.io.FixedLenFeature([1], tf.float32),
+            features.USER_OCCUPATION: tf.io.FixedLenFeature([1], tf.int64)}
+    raw = [{**row, "user_gender": [1], "bucketized_user_age": [35.0],
+            "user_occupation_label": [4]} for row in RAW]
+    rows = _analyze_and_transform(raw, spec)
+    assert [list(row[features.USER_DEMOGRAPHICS]) for row in rows] == [[1, 3, 4]] * 3
 
 
 def test_genres_multi_hot_ignores_order_and_duplicates():
@@ -48,3 +59,10 @@ def test_genres_multi_hot_ignores_order_and_duplicates():
     dense = preprocessing.genres_multi_hot(genres).numpy()
     assert dense.shape == (2, features.NUM_GENRES)
     assert list(dense[0].nonzero()[0]) == [1, 3] and list(dense[1].nonzero()[0]) == []
+
+
+def test_demographics_become_indices_in_range():
+    demographics = preprocessing.user_demographics(
+        tf.constant([[1], [0], [1]], tf.int64), tf.constant([[1.0], [25.0], [56.0]]),
+        tf.constant([[20], [3], [99]], tf.int64)).numpy()
+    assert demographics.tolist() == [[1, 0, 20], [0, 2, 3], [1, 6, 21]]

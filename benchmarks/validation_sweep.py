@@ -1,0 +1,99 @@
+"""Hyperparameter sweep on the validation slice: how every tuning choice was made.
+
+    .venv/bin/python -m benchmarks.validation_sweep '{}' '{"temperature": 0.5}' ...
+
+Each argument is a JSON object of ModelConfig overrides on top of pipeline/configs.py. For each,
+the Trainer's own `train_module` trains on the latest ExampleGen and Transform outputs of a
+pipeline run (default: the one `make bench` leaves in benchmarks/.pipeline_run), minus the
+validation slice, and the Evaluator's metric code (the module's `evaluation` signature) scores
+the slice. The served histories leave the slice out, so nothing of it is seen before scoring.
+The eval split is never read. Prints a markdown table; appends the rows to
+benchmarks/results/validation_sweep.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import local_runner  # noqa: F401  (first: sets up the TF stack)
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features
+from components.trainer import model as model_lib
+from components.trainer import train
+from pipeline import configs, metadata
+
+ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = ("rmse", "top_1_accuracy", "top_10_accuracy", "top_50_accuracy", "top_100_accuracy",
+           "top_10_accuracy_unrated")
+
+
+def latest_inputs(pipeline_dir: str) -> tuple[str, str]:
+    """The train split's file pattern and the transform graph of the latest pipeline run."""
+    store = metadata.open_store(os.path.join(pipeline_dir, "metadata.sqlite"))
+    runs = {c.component: c for c in metadata.component_runs(
+        store, metadata.latest_run_context(store))}
+    examples = runs["TfdsExampleGen"].outputs["examples"][0].uri
+    return (os.path.join(examples, f"Split-{features.TRAIN_SPLIT}", "*"),
+            runs["Transform"].outputs["transform_graph"][0].uri)
+
+
+def validation_metrics(overrides: dict, train_pattern: str, transform_graph: str) -> dict:
+    config = model_lib.ModelConfig.from_custom_config(
+        {model_lib.CUSTOM_CONFIG_KEY: {**configs.HYPERPARAMETERS, **overrides}})
+    started = time.time()
+    module = train.train_module([train_pattern], tft.TFTransformOutput(transform_graph), config,
+                                serve_validation_ratings=False)
+    seconds = time.time() - started
+    validation = train.read_records([train_pattern]).filter(
+        lambda record: train.is_validation(record, config.validation_fraction))
+    sums, count = {}, 0
+    for batch in validation.batch(1000):
+        for name, values in module.evaluate(batch).items():
+            sums[name] = sums.get(name, 0.0) + float(tf.reduce_sum(values))
+        count += int(batch.shape[0])
+    metrics = {name: total / count for name, total in sums.items()}
+    metrics["rmse"] = metrics.pop("squared_error") ** 0.5
+    return {"overrides": overrides, "train_seconds": round(seconds),
+            **{name: round(metrics[name], 4) for name in COLUMNS}}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="+", type=json.loads,
+                        help="JSON objects of ModelConfig overrides, e.g. '{\"epochs\": 5}'")
+    parser.add_argument("--pipeline-dir", default=str(ROOT / "benchmarks" / ".pipeline_run"))
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" /
+                                                 "validation_sweep.json"))
+    args = parser.parse_args(argv)
+    if not os.path.exists(os.path.join(args.pipeline_dir, "metadata.sqlite")):
+        parser.error(f"No pipeline run in {args.pipeline_dir}: run `make bench RAW_DIR=...` "
+                     "first, or pass --pipeline-dir.")
+    train_pattern, transform_graph = latest_inputs(args.pipeline_dir)
+    rows = []
+    for overrides in args.overrides:
+        rows.append(validation_metrics(overrides, train_pattern, transform_graph))
+        print(json.dumps(rows[-1]), flush=True)
+    previous = []
+    if os.path.exists(args.results):
+        with open(args.results) as handle:
+            previous = json.load(handle)
+    with open(args.results, "w") as handle:
+        json.dump(previous + rows, handle, indent=1)
+    print("\n| overrides | " + " | ".join(COLUMNS) + " | train s |")
+    print("|" + " --- |" * (len(COLUMNS) + 2))
+    for row in rows:
+        print(f"| `{json.dumps(row['overrides'])}` | "
+              + " | ".join(f"{row[c]:.4f}" for c in COLUMNS) + f" | {row['train_seconds']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
