@@ -115,12 +115,11 @@ def build_pipeline(args: argparse.Namespace) -> tfx.dsl.Pipeline:
 
 def summary(metadata_path: str) -> str:
     """A table of the latest run: each component's state and time, metrics, blessing, push."""
-    store = metadata.open_store(metadata_path)
-    runs = metadata.component_runs(store, metadata.latest_run_context(store))
+    by_component = metadata.latest_component_runs(metadata_path)
+    runs = list(by_component.values())
     lines = [f"{'component':<32} {'state':<10} {'seconds':>8}"]
     lines += [f"{run.component:<32} {run.state:<10} {run.seconds:>8.1f}" for run in runs]
     lines.append(f"{'total':<32} {'':<10} {sum(run.seconds for run in runs):>8.1f}")
-    by_component = {run.component: run for run in runs}
     evaluator = by_component.get("Evaluator")
     if evaluator and evaluator.outputs.get("evaluation"):
         values = metadata.evaluation_metrics(evaluator.outputs["evaluation"][0].uri)

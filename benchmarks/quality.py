@@ -37,9 +37,7 @@ def run_pipeline(raw_dir: str, output_dir: str) -> dict:
     started = time.time()
     if local_runner.main(["--raw-dir", raw_dir, "--output-dir", output_dir]) != 0:
         raise RuntimeError("The pipeline failed; see its output above.")
-    store = metadata.open_store(os.path.join(output_dir, "metadata.sqlite"))
-    runs = {c.component: c for c in metadata.component_runs(
-        store, metadata.latest_run_context(store))}
+    runs = metadata.latest_component_runs(os.path.join(output_dir, "metadata.sqlite"))
     evaluation = metadata.evaluation_metrics(runs["Evaluator"].outputs["evaluation"][0].uri)
     pushed = runs["Pusher"].outputs["pushed_model"][0].custom_properties
     if not pushed["pushed"].int_value:

@@ -36,9 +36,7 @@ COLUMNS = ("rmse", "top_1_accuracy", "top_10_accuracy", "top_50_accuracy", "top_
 
 def latest_inputs(pipeline_dir: str) -> tuple[str, str]:
     """The train split's file pattern and the transform graph of the latest pipeline run."""
-    store = metadata.open_store(os.path.join(pipeline_dir, "metadata.sqlite"))
-    runs = {c.component: c for c in metadata.component_runs(
-        store, metadata.latest_run_context(store))}
+    runs = metadata.latest_component_runs(os.path.join(pipeline_dir, "metadata.sqlite"))
     examples = runs["TfdsExampleGen"].outputs["examples"][0].uri
     return (os.path.join(examples, f"Split-{features.TRAIN_SPLIT}", "*"),
             runs["Transform"].outputs["transform_graph"][0].uri)

@@ -110,6 +110,13 @@ def component_runs(store: metadata_store.MetadataStore,
     return runs
 
 
+def latest_component_runs(metadata_path: str) -> dict[str, ComponentRun]:
+    """The latest pipeline run of the store at `metadata_path`, by component, in execution
+    order."""
+    store = open_store(metadata_path)
+    return {run.component: run for run in component_runs(store, latest_run_context(store))}
+
+
 def execution_inputs(store: metadata_store.MetadataStore,
                      execution_id: int) -> dict[str, list[metadata_store_pb2.Artifact]]:
     return _artifacts_by_event_key(store, execution_id, INPUT_EVENTS)

@@ -127,10 +127,6 @@ class UserTower(tf.keras.Model):
         """Replaces the histories (movie indices per user index), e.g. after training."""
         self.history = tf.ragged.constant(histories, dtype=tf.int64, ragged_rank=1)
 
-    def rated_mask(self, user_index: tf.Tensor, num_movies: tf.Tensor) -> tf.Tensor:
-        """[batch, num_movies] bool: the movies each user rated in training."""
-        return rated_mask(self.history, user_index, num_movies)
-
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
         user_index = inputs[features.USER_INDEX]
         vector = self.user_embedding(user_index)
@@ -250,8 +246,8 @@ class MultiTaskRecommender(tfrs.Model):
                                       features.GENRES_MULTI_HOT: self.catalogue_genres})
         logits = tf.matmul(user_embedding, catalogue, transpose_b=True) / self.temperature
         if self.exclude_rated_negatives:
-            rated = self.user_tower.rated_mask(inputs[features.USER_INDEX],
-                                               tf.shape(catalogue_ids, out_type=tf.int64)[0])
+            rated = rated_mask(self.user_tower.history, inputs[features.USER_INDEX],
+                               tf.shape(catalogue_ids, out_type=tf.int64)[0])
             target = tf.one_hot(inputs[features.MOVIE_INDEX], tf.shape(logits)[1],
                                 on_value=True, off_value=False)
             logits = tf.where(rated & ~target, logits.dtype.min, logits)

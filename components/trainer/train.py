@@ -125,8 +125,10 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     fit_histories = user_histories(fit_part, len(user_vocabulary))
     if not any(fit_histories):
         raise ValueError(f"No training examples in {train_file_patterns}.")
-    served_histories = (user_histories(fit_part.concatenate(validation), len(user_vocabulary))
-                        if serve_validation_ratings else fit_histories)
+    served_histories = fit_histories
+    if serve_validation_ratings:
+        served_histories = [sorted({*fit, *held_out}) for fit, held_out in zip(
+            fit_histories, user_histories(validation, len(user_vocabulary)))]
 
     movie_frequencies = np.zeros(len(movie_vocabulary) + 1)
     for batch in fit_part.batch(65536):
