@@ -54,11 +54,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 class _ProgressFilter(logging.Filter):
-    """Keeps LocalDagRunner's per-component progress lines and real errors."""
+    """Keeps LocalDagRunner's per-component progress lines, this project's own log lines (e.g.
+    the Trainer's learnt time weights) and real errors."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR:
+        if record.levelno >= logging.ERROR or record.pathname.startswith(
+                os.path.join(PROJECT_DIR, "components", "")):
             return True
         message = record.getMessage()
         if message.startswith("Component ") and message.endswith(("running.", "finished.")):
@@ -85,9 +90,8 @@ def beam_pipeline_args(workers: int) -> list[str]:
     if workers == 1:
         return configs.BEAM_PIPELINE_ARGS
     # Worker processes import this project's modules (the components' Beam code).
-    project_dir = os.path.dirname(os.path.abspath(__file__))
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (project_dir, os.environ.get("PYTHONPATH")) if p)
+        p for p in (PROJECT_DIR, os.environ.get("PYTHONPATH")) if p)
     return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import peers, seed_tutorial
-from benchmarks.ranking import KS, Ratings, rmse, top_k_accuracy
+from benchmarks.ranking import KS, Ratings, per_user, rmse, top_k_accuracy
 from components import features, stack
 from components.trainer import serving
 from pipeline import metadata
@@ -51,7 +51,8 @@ def run_pipeline(raw_dir: str, output_dir: str) -> dict:
 def load_ratings(examples_uri: str) -> Ratings:
     spec = {features.USER_ID: tf.io.FixedLenFeature([], tf.string),
             features.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
-            features.RATING: tf.io.FixedLenFeature([], tf.float32)}
+            features.RATING: tf.io.FixedLenFeature([], tf.float32),
+            features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
 
     def read(split):
         files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
@@ -71,13 +72,15 @@ def load_ratings(examples_uri: str) -> Ratings:
     def indices(split):
         return (np.searchsorted(user_ids, split[features.USER_ID]),
                 np.array([title_index[t] for t in split[features.MOVIE_TITLE]]),
-                split[features.RATING].astype(np.float64))
+                split[features.RATING].astype(np.float64), split[features.TIMESTAMP])
 
     return Ratings(user_ids, titles, *indices(train), *indices(evaluation))
 
 
-def pipeline_model(model_dir: str, data: Ratings) -> dict:
-    """The pushed model, scored through its `catalogue_scores` and `rating` signatures."""
+def pipeline_model(model_dir: str, data: Ratings, at_request_time: bool) -> dict:
+    """The pushed model, scored through its `catalogue_scores_at_time` (each eval rating's
+    request at the rating's time, as the Evaluator does) or `catalogue_scores` (user id
+    alone), and `rating` signatures."""
     stack.register_scann_ops()
     model = tf.saved_model.load(model_dir)
     score_signature, rating_signature = (model.signatures["catalogue_scores"],
@@ -90,10 +93,17 @@ def pipeline_model(model_dir: str, data: Ratings) -> dict:
         return score_signature(user_id=tf.constant(data.user_ids[users]))["scores"].numpy()[
             :, columns]
 
+    def score_at_request_time(rows):
+        return model.signatures["catalogue_scores_at_time"](
+            user_id=tf.constant(data.user_ids[data.eval_users[rows]]),
+            timestamp=tf.constant(data.eval_times[rows]))["scores"].numpy()[:, columns]
+
     def predict(users, items):
         return rating_signature(user_id=tf.constant(data.user_ids[users]),
                                 movie_title=tf.constant(data.titles[items]))["rating"].numpy()
 
+    if at_request_time:
+        return {"score_examples": score_at_request_time, "predict": predict}
     return {"score_users": score_users, "predict": predict}
 
 
@@ -103,7 +113,9 @@ def evaluate(name: str, build, data: Ratings) -> dict:
     trained = time.time() - started
     row = {"model": name, "train_seconds": round(trained, 1), **model.get("params", {})}
     if "score_users" in model:
-        row.update(top_k_accuracy(model["score_users"], data))
+        model["score_examples"] = per_user(model["score_users"], data)
+    if "score_examples" in model:
+        row.update(top_k_accuracy(model["score_examples"], data))
     if "predict" in model:
         row["rmse"] = rmse(model["predict"](data.eval_users, data.eval_items), data)
     print(f"  {name}: {time.time() - started:.0f} s", flush=True)
@@ -141,11 +153,14 @@ def main(argv: list[str]) -> int:
          **{k: v for k, v in run["metrics"].items() if k in COLUMNS},
          "rmse": run["metrics"]["root_mean_squared_error"]},
         evaluate("this pipeline (benchmark metric code)",
-                 lambda d: pipeline_model(run["model"], d), data),
+                 lambda d: pipeline_model(run["model"], d, at_request_time=True), data),
+        evaluate("this pipeline, user id only (no request time)",
+                 lambda d: pipeline_model(run["model"], d, at_request_time=False), data),
         evaluate("TFRS multi-task tutorial, joint (3 epochs)", seed_tutorial.seed_tutorial, data),
         evaluate("most popular", peers.most_popular, data),
         evaluate("mean rating", peers.mean_rating, data),
         evaluate("EASE", peers.ease, data),
+        evaluate("EASE, history weighted by request time", peers.ease_at_request_time, data),
         evaluate("implicit ALS", lambda d: peers.implicit_model(d, "als"), data),
         evaluate("implicit BPR", lambda d: peers.implicit_model(d, "bpr"), data),
         evaluate("SVD (surprise)", lambda d: peers.surprise_model(d, "svd"), data),

@@ -25,9 +25,11 @@ class Ratings:
     train_users: np.ndarray
     train_items: np.ndarray
     train_ratings: np.ndarray
+    train_times: np.ndarray  # seconds since the epoch
     eval_users: np.ndarray
     eval_items: np.ndarray
     eval_ratings: np.ndarray
+    eval_times: np.ndarray  # seconds since the epoch
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -44,25 +46,32 @@ def _hit_probability(greater: np.ndarray, equal: np.ndarray, k: int) -> np.ndarr
     return np.clip((k - greater) / (equal + 1.0), 0.0, 1.0)
 
 
-def top_k_accuracy(score_users: Callable[[np.ndarray], np.ndarray], data: Ratings,
-                   batch_users: int = 256) -> dict[str, float]:
-    """`score_users(user_indices) -> [len, titles]` scores; returns the averaged hit rates."""
+def per_user(score_users: Callable[[np.ndarray], np.ndarray],
+             data: Ratings) -> Callable[[np.ndarray], np.ndarray]:
+    """The `score_examples` of a model that scores users alone: `score_users(user_indices) ->
+    [len, titles]`, each distinct user scored once."""
+    def score_examples(rows: np.ndarray) -> np.ndarray:
+        users, inverse = np.unique(data.eval_users[rows], return_inverse=True)
+        return np.asarray(score_users(users))[inverse]
+
+    return score_examples
+
+
+def top_k_accuracy(score_examples: Callable[[np.ndarray], np.ndarray], data: Ratings,
+                   batch_size: int = 4096) -> dict[str, float]:
+    """`score_examples(eval_rows) -> [len, titles]`: the scores each eval rating's request
+    gets (its user's, and for models that use it its time's); returns the averaged hit rates."""
     rated = data.rated()
     sums = {f"top_{k}_accuracy{s}": 0.0 for s in ("", "_unrated") for k in KS}
-    order = np.argsort(data.eval_users, kind="stable")
-    users, items = data.eval_users[order], data.eval_items[order]
-    for start in range(0, data.shape[0], batch_users):
-        block = np.arange(start, min(start + batch_users, data.shape[0]))
-        rows = (users >= block[0]) & (users <= block[-1])
-        if not rows.any():
-            continue
-        scores = np.asarray(score_users(block), dtype=np.float64)
-        local = users[rows] - block[0]
-        row_scores = scores[local]
-        held_out = row_scores[np.arange(len(local)), items[rows]][:, None]
-        greater, equal = row_scores > held_out, row_scores == held_out
-        equal[np.arange(len(local)), items[rows]] = False
-        unrated = ~rated[users[rows]]
+    by_user = np.argsort(data.eval_users, kind="stable")  # few distinct users per batch
+    for start in range(0, len(by_user), batch_size):
+        rows = by_user[start:start + batch_size]
+        scores = np.asarray(score_examples(rows), dtype=np.float64)
+        positions, items = np.arange(len(rows)), data.eval_items[rows]
+        held_out = scores[positions, items][:, None]
+        greater, equal = scores > held_out, scores == held_out
+        equal[positions, items] = False
+        unrated = ~rated[data.eval_users[rows]]
         for k in KS:
             sums[f"top_{k}_accuracy"] += _hit_probability(
                 greater.sum(1), equal.sum(1), k).sum()

@@ -23,6 +23,11 @@ RETRIEVAL_NEGATIVES = "catalogue"
 SAMPLING_BIAS_CORRECTION = True  # in-batch negatives only
 EXCLUDE_RATED_NEGATIVES = False
 USER_HISTORY = True
+# The retrieval vector's session term: the history weighed by the time between each rating
+# and the request, in buckets with these boundaries (seconds): 1 min, 10 min, 1 h, 6 h, 1 day,
+# 3 days, 1 week, 30 days, 90 days. () leaves the session term out.
+HISTORY_TIME_BOUNDARIES = (60, 600, 3_600, 21_600, 86_400, 259_200, 604_800, 2_592_000,
+                           7_776_000)
 USER_DEMOGRAPHICS = False
 L2_REGULARIZATION = 1e-4
 OPTIMIZER = "adam"
@@ -40,7 +45,9 @@ HYPERPARAMETERS = {  # the Trainer's custom_config: ModelConfig's fields
     "temperature": TEMPERATURE, "retrieval_negatives": RETRIEVAL_NEGATIVES,
     "sampling_bias_correction": SAMPLING_BIAS_CORRECTION,
     "exclude_rated_negatives": EXCLUDE_RATED_NEGATIVES,
-    "user_history": USER_HISTORY, "user_demographics": USER_DEMOGRAPHICS,
+    "user_history": USER_HISTORY,
+    "history_time_boundaries": list(HISTORY_TIME_BOUNDARIES),
+    "user_demographics": USER_DEMOGRAPHICS,
     "l2_regularization": L2_REGULARIZATION, "optimizer": OPTIMIZER,
     "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE, "epochs": EPOCHS,
     "validation_fraction": VALIDATION_FRACTION,

@@ -1,5 +1,6 @@
-"""local_runner's flags that need no pipeline run."""
+"""local_runner's flags and log filter, which need no pipeline run."""
 
+import logging
 import os
 
 import pytest
@@ -23,3 +24,17 @@ def test_more_workers_switch_to_multi_processing_with_the_project_importable(mon
 def test_zero_workers_is_refused():
     with pytest.raises(ValueError, match="--beam-workers must be at least 1"):
         local_runner.beam_pipeline_args(0)
+
+
+def _record(pathname: str, message: str, level: int = logging.INFO) -> logging.LogRecord:
+    return logging.LogRecord("absl", level, pathname, 1, message, (), None)
+
+
+def test_progress_shows_component_lines_own_lines_and_errors_only():
+    keep = local_runner._ProgressFilter().filter
+    library = "/site-packages/tfx/orchestration/launcher.py"
+    assert keep(_record(library, "Component Trainer is running."))
+    assert keep(_record(library, "Beam failed", logging.ERROR))
+    assert not keep(_record(library, "Generating examples"))
+    trainer = os.path.join(local_runner.PROJECT_DIR, "components", "trainer", "train.py")
+    assert keep(_record(trainer, "Learnt history weights"))

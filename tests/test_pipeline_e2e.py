@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -74,6 +75,11 @@ scann = model.signatures["serving_default"](user_id=users)
 exact = model.signatures["brute_force"](user_id=users)
 unrated = model.signatures["unrated"](user_id=users)
 catalogue = model.signatures["catalogue_scores"](user_id=users)
+# Long after every rating, time weighs the history uniformly: the user-id-only answers.
+much_later = tf.fill(tf.shape(users), tf.constant(4_000_000_000, tf.int64))
+scann_much_later = model.signatures["at_time"](user_id=users, timestamp=much_later)
+catalogue_much_later = model.signatures["catalogue_scores_at_time"](user_id=users,
+                                                                    timestamp=much_later)
 rating = model.signatures["rating"](user_id=tf.constant([b"1", b"1"]),
                                     movie_title=tf.constant([b"Movie 1 (1950)", b"Unknown"]))
 print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
@@ -83,6 +89,9 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
                   "unrated_scores": unrated["scores"].numpy().tolist(),
                   "catalogue": catalogue["titles"].numpy().astype(str).tolist(),
                   "catalogue_scores": catalogue["scores"].numpy().tolist(),
+                  "scann_much_later": scann_much_later["titles"].numpy().astype(str).tolist(),
+                  "catalogue_scores_much_later":
+                      catalogue_much_later["scores"].numpy().tolist(),
                   "rating": rating["rating"].numpy().tolist()}}))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -94,6 +103,11 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
     agreement = sum(len(set(s) & set(e)) for s, e in zip(answers["scann"], answers["exact"]))
     assert agreement / (10 * len(answers["exact"])) >= 0.9
     assert all(0.0 < r < 6.0 for r in answers["rating"])
+    np.testing.assert_allclose(answers["catalogue_scores_much_later"],
+                               answers["catalogue_scores"], atol=1e-4)
+    agreement = sum(len(set(s) & set(e)) for s, e in zip(answers["scann"],
+                                                          answers["scann_much_later"]))
+    assert agreement / (10 * len(answers["scann"])) >= 0.95
 
     # `unrated` is ScaNN's answer among the titles each user did not rate in training.
     rated = _rated_in_training(pipeline_store)

@@ -2,7 +2,8 @@
 
 Inputs are Transform's outputs (see components/transform/preprocessing.py):
 user_index [batch] int64, movie_index [batch] int64, genres_multi_hot [batch, 21] float32,
-and the label rating [batch] float32.
+and the label rating [batch] float32; and the raw timestamp [batch] int64 (seconds since the
+epoch), the time of the request: the rating's own time in training and evaluation.
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ class ModelConfig:
     # The user vector adds the mean embedding of the titles the user rated in training
     # (SVD++'s implicit feedback); each training example leaves its own title out.
     user_history: bool = False
+    # With user_history: the retrieval vector also adds a weighted mean of the history's
+    # "session" embeddings, each rated title's weight learnt per bucket of the time between
+    # its rating and the request (bucket boundaries in seconds), so the titles rated in the
+    # same session, just before the request, can dominate it. Only the ratings made before
+    # the request count: a live system has no later ones. The rating vector has no session term.
+    # Without a request time (the user-id-only serving signatures) the session mean is
+    # uniform. () leaves the session term out.
+    history_time_boundaries: tuple[float, ...] = ()
     # Add embeddings of the user's gender, age bucket and occupation to the user vector, where
     # the dataset has them (MovieLens 100k and 1m).
     user_demographics: bool = False
@@ -69,8 +78,9 @@ class ModelConfig:
         unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"Unknown model hyperparameters: {sorted(unknown)}.")
-        if "rating_hidden_units" in values:
-            values["rating_hidden_units"] = tuple(values["rating_hidden_units"])
+        for name in ("rating_hidden_units", "history_time_boundaries"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
 
@@ -91,60 +101,119 @@ def rated_mask(histories: tf.RaggedTensor, user_index: tf.Tensor,
         [tf.shape(user_index, out_type=tf.int64)[0], width]) > 0
 
 
+@dataclasses.dataclass(frozen=True)
+class UserHistories:
+    """Per user index (OOV last): the movie indices rated, and when (seconds since the epoch),
+    in the same order."""
+
+    movies: list[list[int]]
+    times: list[list[int]]
+
+    def __post_init__(self):
+        if [len(m) for m in self.movies] != [len(t) for t in self.times]:
+            raise ValueError("Each user's history needs one time per movie.")
+
+    def merged(self, other: "UserHistories") -> "UserHistories":
+        """Both histories of each user, in time order."""
+        movies, times = [], []
+        for pairs in map(sorted, (zip(t1 + t2, m1 + m2) for m1, t1, m2, t2 in zip(
+                self.movies, self.times, other.movies, other.times))):
+            times.append([time for time, _ in pairs])
+            movies.append([movie for _, movie in pairs])
+        return UserHistories(movies, times)
+
+
 class UserTower(tf.keras.Model):
-    """user_index [batch] (and, in training, movie_index: the title to leave out of the
-    history) -> user vector [batch, embedding_dim + 1]. Index num_users is OOV.
+    """user_index [batch] (optionally timestamp [batch]: the request time, and in training
+    movie_index: the title to leave out of the history) -> user vector [batch, dim + 1].
+    Index num_users is OOV.
 
     With `demographics` ([num_users + 1, 3] indices, see features.USER_DEMOGRAPHICS), their
     embeddings are added to the user's own.
 
     The last component is a constant 1 that meets the movie bias in the dot product. With
-    `history` ([num_users + 1, None] movie indices rated in training), the mean of their history
-    embeddings is added to the user's own embedding.
+    `history` (what each user rated in training), the mean of their history embeddings is
+    added to the user's own embedding (the user's taste, for both tasks); with
+    history_time_boundaries too, the retrieval vector adds a time-weighted mean of the
+    history's session embeddings (see ModelConfig).
     """
 
     def __init__(self, num_users: int, num_movies: int, config: ModelConfig,
-                 history: tf.RaggedTensor | None = None,
+                 history: UserHistories | None = None,
                  demographics: tf.Tensor | None = None):
         super().__init__(name="user_tower")
-        self.user_embedding = tf.keras.layers.Embedding(
-            num_users + 1, config.embedding_dim, embeddings_regularizer=_regularizer(config),
-            name="user_embedding")
+
+        def embedding(rows: int, name: str) -> tf.keras.layers.Embedding:
+            return tf.keras.layers.Embedding(rows, config.embedding_dim, name=name,
+                                             embeddings_regularizer=_regularizer(config))
+
+        self.user_embedding = embedding(num_users + 1, "user_embedding")
         self.demographics = demographics
         if demographics is not None:
             self.demographic_embeddings = [
-                tf.keras.layers.Embedding(size + 1, config.embedding_dim,  # + unknown
-                                          embeddings_regularizer=_regularizer(config),
-                                          name=f"{name}_embedding")
+                embedding(size + 1, f"{name}_embedding")  # + unknown
                 for name, size in zip(features.DEMOGRAPHIC_FEATURES, features.DEMOGRAPHIC_SIZES)]
-        self.history = history
+        self.history_movies = self.history_times = None
+        self.history_embedding = self.session_embedding = self.time_boundaries = None
         if history is not None:
-            self.history_embedding = tf.keras.layers.Embedding(
-                num_movies + 1, config.embedding_dim, embeddings_regularizer=_regularizer(config),
-                name="history_embedding")
+            self.set_history(history)
+            self.history_embedding = embedding(num_movies + 1, "history_embedding")
+            if config.history_time_boundaries:
+                self.session_embedding = embedding(num_movies + 1, "session_embedding")
+                self.time_boundaries = tf.constant(config.history_time_boundaries, tf.float32)
+                self.history_time_weight = tf.keras.layers.Embedding(
+                    len(config.history_time_boundaries) + 1, 1,
+                    embeddings_initializer="zeros", name="history_time_weight")
 
-    def set_history(self, histories: list[list[int]]) -> None:
-        """Replaces the histories (movie indices per user index), e.g. after training."""
-        self.history = tf.ragged.constant(histories, dtype=tf.int64, ragged_rank=1)
+    def set_history(self, history: UserHistories) -> None:
+        """Replaces the histories, e.g. after training."""
+        self.history_movies = tf.ragged.constant(history.movies, dtype=tf.int64, ragged_rank=1)
+        self.history_times = tf.ragged.constant(history.times, dtype=tf.int64, ragged_rank=1)
 
-    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    def time_weights(self, gaps: tf.Tensor) -> tf.Tensor:
+        """The learnt weight of history ratings made `gaps` [n] int64 seconds before the
+        request; 0 for those made at or after it (a live system would not have them yet)."""
+        buckets = tf.searchsorted(self.time_boundaries, tf.cast(gaps, tf.float32), side="right")
+        return tf.exp(self.history_time_weight(buckets)[:, 0]) * tf.cast(gaps > 0, tf.float32)
+
+    def _history_mean(self, inputs: Mapping[str, tf.Tensor],
+                      embedding: tf.keras.layers.Embedding, timed: bool) -> tf.Tensor:
+        user_index = inputs[features.USER_INDEX]
+        movies = tf.gather(self.history_movies, user_index)
+        rows = movies.value_rowids()
+        weights = tf.ones_like(movies.flat_values, dtype=tf.float32)
+        if timed and features.TIMESTAMP in inputs:
+            weights = self.time_weights(tf.gather(inputs[features.TIMESTAMP], rows)
+                                        - tf.gather(self.history_times, user_index).flat_values)
+        if features.MOVIE_INDEX in inputs:  # training: leave the target out
+            weights *= tf.cast(movies.flat_values != tf.gather(inputs[features.MOVIE_INDEX], rows),
+                               tf.float32)
+        num_users = tf.shape(user_index, out_type=tf.int64)[0]
+        total = tf.math.unsorted_segment_sum(
+            embedding(movies.flat_values) * weights[:, None], rows, num_users)
+        weight = tf.math.unsorted_segment_sum(weights, rows, num_users)
+        return tf.math.divide_no_nan(total, weight[:, None])
+
+    def _vector(self, inputs: Mapping[str, tf.Tensor], session: bool) -> tf.Tensor:
         user_index = inputs[features.USER_INDEX]
         vector = self.user_embedding(user_index)
         if self.demographics is not None:
             values = tf.gather(self.demographics, user_index)
             for column, embedding in enumerate(self.demographic_embeddings):
                 vector += embedding(values[:, column])
-        if self.history is not None:
-            rated = tf.gather(self.history, user_index)
-            total = tf.math.unsorted_segment_sum(
-                self.history_embedding(rated.flat_values), rated.value_rowids(),
-                tf.shape(user_index, out_type=tf.int64)[0])
-            count = tf.cast(rated.row_lengths(), tf.float32)
-            if features.MOVIE_INDEX in inputs:  # training: leave the target out
-                total -= self.history_embedding(inputs[features.MOVIE_INDEX])
-                count -= 1.0
-            vector += total / tf.maximum(count, 1.0)[:, None]
+        if self.history_embedding is not None:
+            vector += self._history_mean(inputs, self.history_embedding, timed=False)
+        if session and self.session_embedding is not None:
+            vector += self._history_mean(inputs, self.session_embedding, timed=True)
         return tf.concat([vector, tf.ones_like(vector[:, :1])], axis=1)
+
+    def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """The retrieval task's user vector (with the session term)."""
+        return self._vector(inputs, session=True)
+
+    def rating_vector(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """The rating task's user vector (without the session term)."""
+        return self._vector(inputs, session=False)
 
 
 def build_movie_tower(num_movies: int, config: ModelConfig) -> tf.keras.Model:
@@ -228,7 +297,9 @@ class MultiTaskRecommender(tfrs.Model):
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
 
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False):
-        user_inputs = {features.USER_INDEX: inputs[features.USER_INDEX]}
+        """(user vector at the request time, movie vector, predicted rating)."""
+        user_inputs = {name: inputs[name] for name in (features.USER_INDEX, features.TIMESTAMP)
+                       if name in inputs}
         if training:  # every training example is in its user's history, which must not hold it
             user_inputs[features.MOVIE_INDEX] = inputs[features.MOVIE_INDEX]
         user_embedding = self.user_tower(user_inputs)
@@ -236,7 +307,7 @@ class MultiTaskRecommender(tfrs.Model):
             features.MOVIE_INDEX: inputs[features.MOVIE_INDEX],
             features.GENRES_MULTI_HOT: inputs[features.GENRES_MULTI_HOT]})
         return user_embedding, movie_embedding, self.rating_head(
-            [user_embedding, movie_embedding])
+            [self.user_tower.rating_vector(user_inputs), movie_embedding])
 
     def _catalogue_retrieval_loss(self, user_embedding: tf.Tensor,
                                   inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
@@ -246,7 +317,7 @@ class MultiTaskRecommender(tfrs.Model):
                                       features.GENRES_MULTI_HOT: self.catalogue_genres})
         logits = tf.matmul(user_embedding, catalogue, transpose_b=True) / self.temperature
         if self.exclude_rated_negatives:
-            rated = rated_mask(self.user_tower.history, inputs[features.USER_INDEX],
+            rated = rated_mask(self.user_tower.history_movies, inputs[features.USER_INDEX],
                                tf.shape(catalogue_ids, out_type=tf.int64)[0])
             target = tf.one_hot(inputs[features.MOVIE_INDEX], tf.shape(logits)[1],
                                 on_value=True, off_value=False)
@@ -271,11 +342,11 @@ class MultiTaskRecommender(tfrs.Model):
 
 def build_model(num_users: int, num_movies: int, config: ModelConfig,
                 movie_frequencies: tf.Tensor | None = None,
-                user_histories: list[list[int]] | None = None,
+                user_histories: UserHistories | None = None,
                 catalogue_genres: tf.Tensor | None = None,
                 user_demographics: np.ndarray | None = None) -> MultiTaskRecommender:
     """The compiled model. `movie_frequencies` [num_movies + 1] enables the logQ correction;
-    `user_histories` (movie indices rated in training, per user index) the history term;
+    `user_histories` (what each user rated in training) the history term;
     `catalogue_genres` [num_movies, NUM_GENRES] (genres by movie index) catalogue negatives;
     `user_demographics` [num_users + 1, 3] (None where the dataset has none) the demographic
     embeddings."""
@@ -284,14 +355,14 @@ def build_model(num_users: int, num_movies: int, config: ModelConfig,
                                                and config.retrieval_negatives == "catalogue"):
         raise ValueError("exclude_rated_negatives needs user_history and "
                          "retrieval_negatives='catalogue'.")
-    history = None
-    if config.user_history:
-        if user_histories is None:
-            raise ValueError("user_history needs the users' training histories.")
-        history = tf.ragged.constant(user_histories, dtype=tf.int64, ragged_rank=1)
+    if config.history_time_boundaries and not config.user_history:
+        raise ValueError("history_time_boundaries needs user_history.")
+    if config.user_history and user_histories is None:
+        raise ValueError("user_history needs the users' training histories.")
     demographics = None
     if config.user_demographics and user_demographics is not None:
         demographics = tf.constant(user_demographics, dtype=tf.int64)
+    history = user_histories if config.user_history else None
     model = MultiTaskRecommender(UserTower(num_users, num_movies, config, history, demographics),
                                  build_movie_tower(num_movies, config),
                                  build_rating_head(config), config, movie_frequencies,

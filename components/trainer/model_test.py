@@ -69,7 +69,7 @@ def test_config_rejects_unknown_hyperparameters_and_optimizers():
 
 def test_user_history_term_leaves_the_training_target_out():
     config = model_lib.ModelConfig(embedding_dim=4, user_history=True)
-    history = tf.ragged.constant([[0, 1], [], [2]], dtype=tf.int64)
+    history = model_lib.UserHistories([[0, 1], [], [2]], [[10, 20], [], [30]])
     tower = model_lib.UserTower(num_users=2, num_movies=3, config=config, history=history)
     users = tf.constant([0, 1], dtype=tf.int64)
     serving = tower({features.USER_INDEX: users}).numpy()
@@ -86,6 +86,66 @@ def test_user_history_term_leaves_the_training_target_out():
 def test_user_history_needs_the_histories():
     with pytest.raises(ValueError, match="histories"):
         model_lib.build_model(NUM_USERS, NUM_MOVIES, model_lib.ModelConfig(user_history=True))
+    with pytest.raises(ValueError, match="history_time_boundaries needs user_history"):
+        model_lib.build_model(NUM_USERS, NUM_MOVIES,
+                              model_lib.ModelConfig(history_time_boundaries=(60,)))
+    with pytest.raises(ValueError, match="one time per movie"):
+        model_lib.UserHistories([[1, 2]], [[5]])
+
+
+def test_session_term_weighs_the_earlier_history_by_time_to_the_request():
+    config = model_lib.ModelConfig(embedding_dim=4, user_history=True,
+                                   history_time_boundaries=(60, 3_600))
+    # User 0 rated movie 0 at t=1000 and movies 1, 2 a day later.
+    history = model_lib.UserHistories([[0, 1, 2], []], [[1_000, 87_400, 87_430], []])
+    tower = model_lib.UserTower(num_users=1, num_movies=3, config=config, history=history)
+    tower.history_time_weight.build(None)
+    tower.history_time_weight.set_weights([np.log([[8.0], [2.0], [1.0]])])  # <1 min, <1 h, more
+    movies = tf.constant([0, 1, 2], tf.int64)
+    taste = tower.history_embedding(movies).numpy()
+    session = tower.session_embedding(movies).numpy()
+    own = tower.user_embedding(tf.constant([0], tf.int64)).numpy()[0]
+
+    def vector(**inputs):
+        inputs = {name: tf.constant(value, tf.int64) for name, value in inputs.items()}
+        return tower(inputs).numpy()[0, :4]
+
+    later = vector(user_index=[0], timestamp=[87_400 + 1_800])  # 30 min and 29.5 min after
+    np.testing.assert_allclose(
+        later, own + taste.mean(axis=0) + (session[0] + 2 * session[1] + 2 * session[2]) / 5,
+        rtol=1e-5)
+    training = vector(user_index=[0], timestamp=[87_430], movie_index=[2])  # target left out
+    np.testing.assert_allclose(
+        training, own + taste[:2].mean(axis=0) + (session[0] + 8 * session[1]) / 9, rtol=1e-5)
+    # Ratings made at or after the request time are not in the session term.
+    np.testing.assert_allclose(vector(user_index=[0], timestamp=[1_030]),
+                               own + taste.mean(axis=0) + session[0], rtol=1e-5)
+    np.testing.assert_allclose(vector(user_index=[0], timestamp=[87_400]),
+                               own + taste.mean(axis=0) + session[0], rtol=1e-5)
+    np.testing.assert_allclose(vector(user_index=[0], timestamp=[1_000]),
+                               own + taste.mean(axis=0), rtol=1e-5)
+    no_request_time = vector(user_index=[0])
+    np.testing.assert_allclose(no_request_time,
+                               own + taste.mean(axis=0) + session.mean(axis=0), rtol=1e-5)
+
+
+def test_rating_task_sees_no_session_term():
+    histories = model_lib.UserHistories([[0, 1]] + [[]] * NUM_USERS,
+                                        [[0, 100_000]] + [[]] * NUM_USERS)
+    batch = {features.USER_INDEX: tf.constant([0], tf.int64),
+             features.MOVIE_INDEX: tf.constant([2], tf.int64),
+             features.GENRES_MULTI_HOT: tf.constant(_catalogue_genres()[[2]]),
+             features.TIMESTAMP: tf.constant([10], tf.int64)}
+    config = model_lib.ModelConfig(embedding_dim=4, user_history=True,
+                                   history_time_boundaries=(60,))
+    model = model_lib.build_model(NUM_USERS, NUM_MOVIES, config, user_histories=histories)
+    user, movie, rating = model(batch)
+    tower = model.user_tower
+    taste = tower.user_embedding(batch[features.USER_INDEX]) + tf.reduce_mean(
+        tower.history_embedding(tf.constant([0, 1], tf.int64)), axis=0)
+    taste = tf.concat([taste, [[1.0]]], axis=1)
+    assert not np.allclose(user, taste)
+    np.testing.assert_allclose(rating, model.rating_head([taste, movie]), rtol=1e-5)
 
 
 def _catalogue_genres():
@@ -113,7 +173,8 @@ def test_excluding_rated_negatives_masks_the_users_other_movies_only():
     config = model_lib.ModelConfig(embedding_dim=4, retrieval_negatives="catalogue",
                                    exclude_rated_negatives=True, user_history=True,
                                    rating_weight=0.0)
-    histories = [[0, 1, 2]] + [[]] * NUM_USERS  # user 0 rated movies 0-2
+    histories = model_lib.UserHistories([[0, 1, 2]] + [[]] * NUM_USERS,  # user 0: movies 0-2
+                                        [[1, 2, 3]] + [[]] * NUM_USERS)
     model = model_lib.build_model(NUM_USERS, NUM_MOVIES, config, user_histories=histories,
                                   catalogue_genres=_catalogue_genres())
     batch = {features.USER_INDEX: tf.constant([0, 1], tf.int64),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -43,26 +44,33 @@ def is_validation(records: tf.Tensor, fraction: float) -> tf.Tensor:
 
 def transformed_dataset(records: tf.data.Dataset,
                         tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
-    """Unbatched, cached model inputs: raw examples parsed and put through Transform's graph."""
+    """Unbatched, cached model inputs: raw examples parsed and put through Transform's graph,
+    and the raw timestamp (the request time: nothing for Transform to learn from it)."""
     transform = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
 
     def parse_and_transform(batch):
-        transformed = transform(tf.io.parse_example(batch, raw_spec))
-        return {name: transformed[name] for name in (*MODEL_INPUTS, features.USER_DEMOGRAPHICS)
-                if name in transformed}
+        raw = tf.io.parse_example(batch, raw_spec)
+        transformed = transform(raw)
+        inputs = {name: transformed[name] for name in (*MODEL_INPUTS, features.USER_DEMOGRAPHICS)
+                  if name in transformed}
+        inputs[features.TIMESTAMP] = tf.reshape(raw[features.TIMESTAMP], [-1])
+        return inputs
 
     return records.batch(8192).map(parse_and_transform).unbatch().cache()
 
 
-def user_histories(dataset: tf.data.Dataset, num_users: int) -> list[list[int]]:
-    """For each user index (OOV last), the movie indices rated in `dataset`, sorted."""
-    rated: list[set[int]] = [set() for _ in range(num_users + 1)]
+def user_histories(dataset: tf.data.Dataset, num_users: int) -> model_lib.UserHistories:
+    """For each user index (OOV last), the movies rated in `dataset` and when, in time order."""
+    rated: list[list[tuple[int, int]]] = [[] for _ in range(num_users + 1)]
     for batch in dataset.batch(65536):
-        for user, movie in zip(batch[features.USER_INDEX].numpy(),
-                               batch[features.MOVIE_INDEX].numpy()):
-            rated[user].add(int(movie))
-    return [sorted(movies) for movies in rated]
+        for user, movie, time in zip(batch[features.USER_INDEX].numpy(),
+                                     batch[features.MOVIE_INDEX].numpy(),
+                                     batch[features.TIMESTAMP].numpy()):
+            rated[user].append((int(time), int(movie)))
+    ordered = [sorted(pairs) for pairs in rated]
+    return model_lib.UserHistories([[movie for _, movie in pairs] for pairs in ordered],
+                                   [[time for time, _ in pairs] for pairs in ordered])
 
 
 def user_demographics(dataset: tf.data.Dataset, num_users: int) -> np.ndarray | None:
@@ -77,13 +85,14 @@ def user_demographics(dataset: tf.data.Dataset, num_users: int) -> np.ndarray | 
     return table
 
 
-def rated_catalogue_rows(histories: list[list[int]], movie_vocabulary: list[bytes],
+def rated_catalogue_rows(histories: model_lib.UserHistories, movie_vocabulary: list[bytes],
                          catalogue_titles: np.ndarray) -> list[list[int]]:
-    """The histories as catalogue rows (titles outside the vocabulary dropped)."""
+    """The titles each user rated as sorted, distinct catalogue rows (titles outside the
+    vocabulary dropped)."""
     row_of_title = {title: row for row, title in enumerate(catalogue_titles)}
     row_of_movie_index = [row_of_title.get(title, -1) for title in movie_vocabulary] + [-1]
-    return [sorted(row_of_movie_index[m] for m in movies if row_of_movie_index[m] >= 0)
-            for movies in histories]
+    return [sorted({row_of_movie_index[m] for m in movies if row_of_movie_index[m] >= 0})
+            for movies in histories.movies]
 
 
 def genres_by_movie_index(tf_transform_output: tft.TFTransformOutput,
@@ -123,12 +132,12 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     catalogue_titles, catalogue_genres = serving.read_catalogue(
         split_file_pattern(train_file_patterns[0], features.MOVIES_SPLIT))
     fit_histories = user_histories(fit_part, len(user_vocabulary))
-    if not any(fit_histories):
+    if not any(fit_histories.movies):
         raise ValueError(f"No training examples in {train_file_patterns}.")
     served_histories = fit_histories
     if serve_validation_ratings:
-        served_histories = [sorted({*fit, *held_out}) for fit, held_out in zip(
-            fit_histories, user_histories(validation, len(user_vocabulary)))]
+        served_histories = fit_histories.merged(user_histories(validation,
+                                                               len(user_vocabulary)))
 
     movie_frequencies = np.zeros(len(movie_vocabulary) + 1)
     for batch in fit_part.batch(65536):
@@ -148,12 +157,18 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
         .batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
         validation_data=validation.batch(config.batch_size),
         epochs=config.epochs, verbose=2, callbacks=callbacks)
+    if config.history_time_boundaries:
+        weights = model.user_tower.time_weights(tf.constant(
+            [1, *config.history_time_boundaries], tf.int64)).numpy()
+        logging.info("Learnt history weights, by time before the request (from 1 s, %s s): %s",
+                     config.history_time_boundaries, [float(f"{w:.4g}") for w in weights])
     if config.user_history:
         model.user_tower.set_history(served_histories)
     return serving.RecommenderModule(
         tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,
         catalogue_titles, catalogue_genres,
-        rated_catalogue_rows(served_histories, movie_vocabulary, catalogue_titles), config.top_k)
+        rated_catalogue_rows(served_histories, movie_vocabulary, catalogue_titles),
+        config.top_k)
 
 
 def run_fn(fn_args: FnArgs) -> None:

@@ -14,12 +14,25 @@ def test_split_file_pattern_points_at_the_sibling_split():
         "/root/Examples/7/Split-movies/*"
 
 
-def test_histories_and_rated_catalogue_rows():
-    dataset = tf.data.Dataset.from_tensor_slices({
-        features.USER_INDEX: np.array([0, 0, 1, 2], dtype="int64"),
-        features.MOVIE_INDEX: np.array([1, 0, 1, 2], dtype="int64")})
-    histories = train.user_histories(dataset, num_users=2)
-    assert histories == [[0, 1], [1], [2]]
+def _ratings(users, movies, times):
+    return tf.data.Dataset.from_tensor_slices({
+        features.USER_INDEX: np.array(users, dtype="int64"),
+        features.MOVIE_INDEX: np.array(movies, dtype="int64"),
+        features.TIMESTAMP: np.array(times, dtype="int64")})
+
+
+def test_histories_are_in_time_order_and_merge_in_time_order():
+    histories = train.user_histories(_ratings([0, 0, 1, 2], [1, 0, 1, 2], [50, 40, 7, 9]),
+                                     num_users=2)
+    assert histories.movies == [[0, 1], [1], [2]] and histories.times == [[40, 50], [7], [9]]
+    merged = histories.merged(train.user_histories(_ratings([0, 1], [3, 0], [45, 1]), 2))
+    assert merged.movies == [[0, 3, 1], [0, 1], [2]]
+    assert merged.times == [[40, 45, 50], [1, 7], [9]]
+
+
+def test_rated_catalogue_rows_are_distinct_catalogue_rows():
+    histories = train.user_histories(
+        _ratings([0, 0, 0, 1, 2], [1, 0, 1, 1, 2], [1, 2, 3, 4, 5]), num_users=2)
     vocabulary = [b"B", b"A"]  # index 2 is the out-of-vocabulary bucket
     catalogue = np.array([b"A", b"B", b"C"], dtype=object)
     assert train.rated_catalogue_rows(histories, vocabulary, catalogue) == [[0, 1], [0], []]
@@ -55,8 +68,8 @@ def test_scann_parameters_scale_with_the_catalogue():
     small, large = serving.scann_parameters(50), serving.scann_parameters(10_000)
     assert small["num_leaves"] == 7 and large["num_leaves"] == 100
     assert small["num_leaves_to_search"] == 7  # a small catalogue is searched whole
-    assert serving.scann_parameters(1_664)["num_leaves_to_search"] == 21
-    assert large["num_leaves_to_search"] == 50
+    assert serving.scann_parameters(1_664)["num_leaves_to_search"] == 31
+    assert large["num_leaves_to_search"] == 75
     assert small["num_reordering_candidates"] == 50
 
 
