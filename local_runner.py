@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from absl import logging as absl_logging
+
 from pipeline import configs  # first: sets up the TF stack
 from tfx import v1 as tfx
 
@@ -75,8 +77,10 @@ class _ProgressFilter(logging.Filter):
 def show_progress() -> None:
     """Prints one line as each component starts and ends, and nothing else of the libraries'."""
     stack.quiet_library_logs()
+    # Through absl's verbosity flag, not the logger's level: TensorFlow's SavedModel export
+    # silences absl for a moment and then restores the flag's value.
+    absl_logging.set_verbosity(absl_logging.INFO)
     absl_logger = logging.getLogger("absl")
-    absl_logger.setLevel(logging.INFO)
     absl_logger.propagate = False
     if not any(isinstance(f, _ProgressFilter) for h in absl_logger.handlers for f in h.filters):
         handler = logging.StreamHandler(sys.stdout)

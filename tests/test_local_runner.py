@@ -4,6 +4,7 @@ import logging
 import os
 
 import pytest
+from absl import logging as absl_logging
 
 import local_runner
 from pipeline import configs
@@ -38,3 +39,17 @@ def test_progress_shows_component_lines_own_lines_and_errors_only():
     assert not keep(_record(library, "Generating examples"))
     trainer = os.path.join(local_runner.PROJECT_DIR, "components", "trainer", "train.py")
     assert keep(_record(trainer, "Learnt history weights"))
+
+
+def test_progress_survives_tensorflow_silencing_absl_for_a_moment():
+    absl_logger = logging.getLogger("absl")
+    saved = (absl_logging.get_verbosity(), absl_logger.propagate, list(absl_logger.handlers))
+    try:
+        local_runner.show_progress()
+        previous = absl_logging.get_verbosity()  # what TF's SavedModel export does
+        absl_logging.set_verbosity(absl_logging.FATAL)
+        absl_logging.set_verbosity(previous)
+        assert absl_logger.isEnabledFor(logging.INFO)
+    finally:
+        absl_logging.set_verbosity(saved[0])
+        absl_logger.propagate, absl_logger.handlers[:] = saved[1], saved[2]
