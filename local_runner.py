@@ -28,6 +28,8 @@ from pipeline import metadata
 from pipeline.pipeline import create_pipeline
 from pipeline.runner_args import shared_pipeline_args
 
+PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
+
 DEMO_SIZE = {"num_users": 300, "num_movies": 400, "ratings_per_user": 40}
 
 
@@ -54,9 +56,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-rmse", type=float, default=configs.MAX_RMSE,
                         help="blessing threshold")
     return parser.parse_args(argv)
-
-
-PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class _ProgressFilter(logging.Filter):

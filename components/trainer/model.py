@@ -176,44 +176,55 @@ class UserTower(tf.keras.Model):
         buckets = tf.searchsorted(self.time_boundaries, tf.cast(gaps, tf.float32), side="right")
         return tf.exp(self.history_time_weight(buckets)[:, 0]) * tf.cast(gaps > 0, tf.float32)
 
-    def _history_mean(self, inputs: Mapping[str, tf.Tensor],
-                      embedding: tf.keras.layers.Embedding, timed: bool) -> tf.Tensor:
-        user_index = inputs[features.USER_INDEX]
-        movies = tf.gather(self.history_movies, user_index)
-        rows = movies.value_rowids()
-        weights = tf.ones_like(movies.flat_values, dtype=tf.float32)
-        if timed and features.TIMESTAMP in inputs:
-            weights = self.time_weights(tf.gather(inputs[features.TIMESTAMP], rows)
-                                        - tf.gather(self.history_times, user_index).flat_values)
-        if features.MOVIE_INDEX in inputs:  # training: leave the target out
-            weights *= tf.cast(movies.flat_values != tf.gather(inputs[features.MOVIE_INDEX], rows),
-                               tf.float32)
-        num_users = tf.shape(user_index, out_type=tf.int64)[0]
+    def _weighted_mean(self, embedding: tf.keras.layers.Embedding, movies: tf.RaggedTensor,
+                       weights: tf.Tensor) -> tf.Tensor:
+        """[batch, dim]: the mean of each row's history embeddings, weighted by `weights`
+        (one per flat value of `movies`); 0 where no weight is left."""
+        rows, num_rows = movies.value_rowids(), movies.nrows()
         total = tf.math.unsorted_segment_sum(
-            embedding(movies.flat_values) * weights[:, None], rows, num_users)
-        weight = tf.math.unsorted_segment_sum(weights, rows, num_users)
+            embedding(movies.flat_values) * weights[:, None], rows, num_rows)
+        weight = tf.math.unsorted_segment_sum(weights, rows, num_rows)
         return tf.math.divide_no_nan(total, weight[:, None])
 
-    def _vector(self, inputs: Mapping[str, tf.Tensor], session: bool) -> tf.Tensor:
+    def vectors(self, inputs: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """(the retrieval task's user vector, with the session term; the rating task's,
+        without it), each [batch, dim + 1]."""
         user_index = inputs[features.USER_INDEX]
-        vector = self.user_embedding(user_index)
+        taste = self.user_embedding(user_index)
         if self.demographics is not None:
             values = tf.gather(self.demographics, user_index)
             for column, embedding in enumerate(self.demographic_embeddings):
-                vector += embedding(values[:, column])
+                taste += embedding(values[:, column])
+        session = None
         if self.history_embedding is not None:
-            vector += self._history_mean(inputs, self.history_embedding, timed=False)
-        if session and self.session_embedding is not None:
-            vector += self._history_mean(inputs, self.session_embedding, timed=True)
-        return tf.concat([vector, tf.ones_like(vector[:, :1])], axis=1)
+            movies = tf.gather(self.history_movies, user_index)
+            rows = movies.value_rowids()
+            weights = tf.ones_like(movies.flat_values, dtype=tf.float32)
+            if features.MOVIE_INDEX in inputs:  # training: leave the target out
+                weights = tf.cast(
+                    movies.flat_values != tf.gather(inputs[features.MOVIE_INDEX], rows),
+                    tf.float32)
+            taste += self._weighted_mean(self.history_embedding, movies, weights)
+            if self.session_embedding is not None:
+                if features.TIMESTAMP in inputs:
+                    weights *= self.time_weights(
+                        tf.gather(inputs[features.TIMESTAMP], rows)
+                        - tf.gather(self.history_times, user_index).flat_values)
+                session = self._weighted_mean(self.session_embedding, movies, weights)
+        rating_vector = _with_bias_one(taste)
+        if session is None:
+            return rating_vector, rating_vector
+        return _with_bias_one(taste + session), rating_vector
 
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """The retrieval task's user vector (with the session term)."""
-        return self._vector(inputs, session=True)
+        return self.vectors(inputs)[0]
 
-    def rating_vector(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        """The rating task's user vector (without the session term)."""
-        return self._vector(inputs, session=False)
+
+def _with_bias_one(vector: tf.Tensor) -> tf.Tensor:
+    """`vector` with a constant last component 1, which meets the movie bias in a dot
+    product."""
+    return tf.concat([vector, tf.ones_like(vector[:, :1])], axis=1)
 
 
 def build_movie_tower(num_movies: int, config: ModelConfig) -> tf.keras.Model:
@@ -302,12 +313,12 @@ class MultiTaskRecommender(tfrs.Model):
                        if name in inputs}
         if training:  # every training example is in its user's history, which must not hold it
             user_inputs[features.MOVIE_INDEX] = inputs[features.MOVIE_INDEX]
-        user_embedding = self.user_tower(user_inputs)
+        user_embedding, rating_vector = self.user_tower.vectors(user_inputs)
         movie_embedding = self.movie_tower({
             features.MOVIE_INDEX: inputs[features.MOVIE_INDEX],
             features.GENRES_MULTI_HOT: inputs[features.GENRES_MULTI_HOT]})
         return user_embedding, movie_embedding, self.rating_head(
-            [self.user_tower.rating_vector(user_inputs), movie_embedding])
+            [rating_vector, movie_embedding])
 
     def _catalogue_retrieval_loss(self, user_embedding: tf.Tensor,
                                   inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:

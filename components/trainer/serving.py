@@ -124,13 +124,17 @@ class RecommenderModule(tf.Module):
         return self.user_transform(
             {features.USER_ID: tf.reshape(user_id, [-1, 1])})[features.USER_INDEX]
 
-    def _user_embedding(self, user_id: tf.Tensor,
-                        timestamp: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-        user_index = self._user_index(user_id)
-        inputs = {features.USER_INDEX: user_index}
+    def _user_inputs(self, user_id: tf.Tensor,
+                     timestamp: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+        inputs = {features.USER_INDEX: self._user_index(user_id)}
         if timestamp is not None:
             inputs[features.TIMESTAMP] = tf.reshape(timestamp, [-1])
-        return self.user_tower(inputs), user_index
+        return inputs
+
+    def _user_embedding(self, user_id: tf.Tensor,
+                        timestamp: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        inputs = self._user_inputs(user_id, timestamp)
+        return self.user_tower(inputs), inputs[features.USER_INDEX]
 
     def _exact_scores(self, user_embedding: tf.Tensor) -> tf.Tensor:
         candidates = self.movie_embeddings[:-1]
@@ -190,16 +194,16 @@ class RecommenderModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
                                   tf.TensorSpec([None], tf.string, name="movie_title")])
     def predict_rating(self, user_id, movie_title):
-        user_vector = self.user_tower.rating_vector(
-            {features.USER_INDEX: self._user_index(user_id)})
+        _, user_vector = self.user_tower.vectors(self._user_inputs(user_id))
         movie_embedding = tf.gather(self.movie_embeddings, self.title_to_row.lookup(movie_title))
         return {"rating": self.rating_head([user_vector, movie_embedding])}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate(self, examples):
         raw = tf.io.parse_example(examples, self.raw_feature_spec)
-        user_embedding, user_index = self._user_embedding(raw[features.USER_ID],
-                                                          raw[features.TIMESTAMP])
+        inputs = self._user_inputs(raw[features.USER_ID], raw[features.TIMESTAMP])
+        user_embedding, rating_vector = self.user_tower.vectors(inputs)
+        user_index = inputs[features.USER_INDEX]
         rows = self.title_to_row.lookup(tf.reshape(raw[features.MOVIE_TITLE], [-1]))
         scores = self._exact_scores(user_embedding)
         num_candidates = tf.shape(scores, out_type=tf.int64)[1]
@@ -211,7 +215,6 @@ class RecommenderModule(tf.Module):
         rank_unrated = tf.reduce_sum(tf.cast(
             better & ~self._rated_mask(user_index, num_candidates), tf.int64), axis=1)
 
-        rating_vector = self.user_tower.rating_vector({features.USER_INDEX: user_index})
         rating = self.rating_head([rating_vector, tf.gather(self.movie_embeddings, rows)])
         label = tf.reshape(raw[features.RATING], [-1])
         _, scann_rows = self.scann(user_embedding, k=SCANN_RECALL_K)
