@@ -78,9 +78,9 @@ def load_ratings(examples_uri: str) -> Ratings:
 
 
 def pipeline_model(model_dir: str, data: Ratings, at_request_time: bool) -> dict:
-    """The pushed model, scored through its `catalogue_scores_at_time` (each eval rating's
-    request at the rating's time, as the Evaluator does) or `catalogue_scores` (user id
-    alone), and `rating` signatures."""
+    """The pushed model, scored through its `catalogue_scores_at_time` and `rating_at_time`
+    signatures (each eval rating's request at the rating's time, as the Evaluator does) or
+    `catalogue_scores` and `rating` (user id alone)."""
     stack.register_scann_ops()
     model = tf.saved_model.load(model_dir)
     score_signature, rating_signature = (model.signatures["catalogue_scores"],
@@ -102,8 +102,15 @@ def pipeline_model(model_dir: str, data: Ratings, at_request_time: bool) -> dict
         return rating_signature(user_id=tf.constant(data.user_ids[users]),
                                 movie_title=tf.constant(data.titles[items]))["rating"].numpy()
 
+    def predict_at_request_time(rows):
+        return model.signatures["rating_at_time"](
+            user_id=tf.constant(data.user_ids[data.eval_users[rows]]),
+            movie_title=tf.constant(data.titles[data.eval_items[rows]]),
+            timestamp=tf.constant(data.eval_times[rows]))["rating"].numpy()
+
     if at_request_time:
-        return {"score_examples": score_at_request_time, "predict": predict}
+        return {"score_examples": score_at_request_time,
+                "predict_examples": predict_at_request_time}
     return {"score_users": score_users, "predict": predict}
 
 
@@ -118,6 +125,8 @@ def evaluate(name: str, build, data: Ratings) -> dict:
         row.update(top_k_accuracy(model["score_examples"], data))
     if "predict" in model:
         row["rmse"] = rmse(model["predict"](data.eval_users, data.eval_items), data)
+    if "predict_examples" in model:  # predictions that depend on each rating's request time
+        row["rmse"] = rmse(model["predict_examples"](np.arange(len(data.eval_users))), data)
     print(f"  {name}: {time.time() - started:.0f} s", flush=True)
     return row
 

@@ -28,6 +28,9 @@ USER_HISTORY = True
 # 3 days, 1 week, 30 days, 90 days. () leaves the session term out.
 HISTORY_TIME_BOUNDARIES = (60, 600, 3_600, 21_600, 86_400, 259_200, 604_800, 2_592_000,
                            7_776_000)
+# The rating vector's rated term: the history's titles scaled by the user's ratings of them,
+# weighed by the same time buckets (learnt for this term) where the session term is on.
+RATING_HISTORY = True
 USER_DEMOGRAPHICS = False
 L2_REGULARIZATION = 1e-4
 OPTIMIZER = "adam"
@@ -47,6 +50,7 @@ HYPERPARAMETERS = {  # the Trainer's custom_config: ModelConfig's fields
     "exclude_rated_negatives": EXCLUDE_RATED_NEGATIVES,
     "user_history": USER_HISTORY,
     "history_time_boundaries": list(HISTORY_TIME_BOUNDARIES),
+    "rating_history": RATING_HISTORY,
     "user_demographics": USER_DEMOGRAPHICS,
     "l2_regularization": L2_REGULARIZATION, "optimizer": OPTIMIZER,
     "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE, "epochs": EPOCHS,

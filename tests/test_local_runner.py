@@ -38,7 +38,7 @@ def test_progress_shows_component_lines_own_lines_and_errors_only():
     assert keep(_record(library, "Beam failed", logging.ERROR))
     assert not keep(_record(library, "Generating examples"))
     trainer = os.path.join(local_runner.PROJECT_DIR, "components", "trainer", "train.py")
-    assert keep(_record(trainer, "Learnt history weights"))
+    assert keep(_record(trainer, "Learnt session term weights"))
 
 
 def test_progress_survives_tensorflow_silencing_absl_for_a_moment():

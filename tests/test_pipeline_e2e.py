@@ -82,6 +82,9 @@ catalogue_much_later = model.signatures["catalogue_scores_at_time"](user_id=user
                                                                     timestamp=much_later)
 rating = model.signatures["rating"](user_id=tf.constant([b"1", b"1"]),
                                     movie_title=tf.constant([b"Movie 1 (1950)", b"Unknown"]))
+rating_much_later = model.signatures["rating_at_time"](
+    user_id=tf.constant([b"1", b"1"]), movie_title=tf.constant([b"Movie 1 (1950)", b"Unknown"]),
+    timestamp=much_later[:2])
 print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
                   "exact": exact["titles"].numpy().astype(str).tolist(),
                   "scores": exact["scores"].numpy().tolist(),
@@ -92,7 +95,8 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
                   "scann_much_later": scann_much_later["titles"].numpy().astype(str).tolist(),
                   "catalogue_scores_much_later":
                       catalogue_much_later["scores"].numpy().tolist(),
-                  "rating": rating["rating"].numpy().tolist()}}))
+                  "rating": rating["rating"].numpy().tolist(),
+                  "rating_much_later": rating_much_later["rating"].numpy().tolist()}}))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=PROJECT_ROOT, check=True)
@@ -103,6 +107,7 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
     agreement = sum(len(set(s) & set(e)) for s, e in zip(answers["scann"], answers["exact"]))
     assert agreement / (10 * len(answers["exact"])) >= 0.9
     assert all(0.0 < r < 6.0 for r in answers["rating"])
+    np.testing.assert_allclose(answers["rating_much_later"], answers["rating"], atol=1e-4)
     np.testing.assert_allclose(answers["catalogue_scores_much_later"],
                                answers["catalogue_scores"], atol=1e-4)
     agreement = sum(len(set(s) & set(e)) for s, e in zip(answers["scann"],

@@ -54,6 +54,13 @@ class ModelConfig:
     # Without a request time (the user-id-only serving signatures) the session mean is
     # uniform. () leaves the session term out.
     history_time_boundaries: tuple[float, ...] = ()
+    # With user_history: the rating vector adds a weighted mean of the history's "rated"
+    # embeddings, each scaled by how far the user's rating of that title sits from the
+    # training mean (Koren's explicit neighbourhood term), so the user's actual ratings, not
+    # only which titles they rated, inform the predicted rating. With history_time_boundaries
+    # the weights are learnt per time bucket for this term (a session's ratings run high or
+    # low together), again over the earlier ratings only; uniform without them.
+    rating_history: bool = False
     # Add embeddings of the user's gender, age bucket and occupation to the user vector, where
     # the dataset has them (MovieLens 100k and 1m).
     user_demographics: bool = False
@@ -103,24 +110,32 @@ def rated_mask(histories: tf.RaggedTensor, user_index: tf.Tensor,
 
 @dataclasses.dataclass(frozen=True)
 class UserHistories:
-    """Per user index (OOV last): the movie indices rated, and when (seconds since the epoch),
-    in the same order."""
+    """Per user index (OOV last): the movie indices rated, when (seconds since the epoch) and
+    how (the rating), in the same order."""
 
     movies: list[list[int]]
     times: list[list[int]]
+    ratings: list[list[float]]
 
     def __post_init__(self):
-        if [len(m) for m in self.movies] != [len(t) for t in self.times]:
-            raise ValueError("Each user's history needs one time per movie.")
+        lengths = [len(m) for m in self.movies]
+        if lengths != [len(t) for t in self.times] or lengths != [len(r) for r in self.ratings]:
+            raise ValueError("Each user's history needs one time and one rating per movie.")
 
     def merged(self, other: "UserHistories") -> "UserHistories":
         """Both histories of each user, in time order."""
-        movies, times = [], []
-        for pairs in map(sorted, (zip(t1 + t2, m1 + m2) for m1, t1, m2, t2 in zip(
-                self.movies, self.times, other.movies, other.times))):
-            times.append([time for time, _ in pairs])
-            movies.append([movie for _, movie in pairs])
-        return UserHistories(movies, times)
+        movies, times, ratings = [], [], []
+        for rows in map(sorted, (zip(t1 + t2, m1 + m2, r1 + r2) for m1, t1, r1, m2, t2, r2 in zip(
+                self.movies, self.times, self.ratings, other.movies, other.times,
+                other.ratings))):
+            times.append([time for time, _, _ in rows])
+            movies.append([movie for _, movie, _ in rows])
+            ratings.append([rating for _, _, rating in rows])
+        return UserHistories(movies, times, ratings)
+
+    def mean_rating(self) -> float:
+        count = sum(len(r) for r in self.ratings)
+        return sum(map(sum, self.ratings)) / count if count else 0.0
 
 
 class UserTower(tf.keras.Model):
@@ -135,7 +150,8 @@ class UserTower(tf.keras.Model):
     `history` (what each user rated in training), the mean of their history embeddings is
     added to the user's own embedding (the user's taste, for both tasks); with
     history_time_boundaries too, the retrieval vector adds a time-weighted mean of the
-    history's session embeddings (see ModelConfig).
+    history's session embeddings; with rating_history, the rating vector adds a mean of the
+    history's rated embeddings scaled by the ratings (see ModelConfig).
     """
 
     def __init__(self, num_users: int, num_movies: int, config: ModelConfig,
@@ -153,49 +169,63 @@ class UserTower(tf.keras.Model):
             self.demographic_embeddings = [
                 embedding(size + 1, f"{name}_embedding")  # + unknown
                 for name, size in zip(features.DEMOGRAPHIC_FEATURES, features.DEMOGRAPHIC_SIZES)]
-        self.history_movies = self.history_times = None
-        self.history_embedding = self.session_embedding = self.time_boundaries = None
+        self.history_movies = self.history_times = self.history_ratings = None
+        self.history_embedding = self.session_embedding = self.rated_embedding = None
+        self.time_boundaries = None
         if history is not None:
             self.set_history(history)
             self.history_embedding = embedding(num_movies + 1, "history_embedding")
+            # Fixed at training: the served histories must not shift what the model learnt.
+            self.mean_rating = tf.constant(history.mean_rating(), tf.float32)
+
+            def time_weight(name: str) -> tf.keras.layers.Embedding:
+                return tf.keras.layers.Embedding(len(config.history_time_boundaries) + 1, 1,
+                                                 embeddings_initializer="zeros", name=name)
+
             if config.history_time_boundaries:
-                self.session_embedding = embedding(num_movies + 1, "session_embedding")
                 self.time_boundaries = tf.constant(config.history_time_boundaries, tf.float32)
-                self.history_time_weight = tf.keras.layers.Embedding(
-                    len(config.history_time_boundaries) + 1, 1,
-                    embeddings_initializer="zeros", name="history_time_weight")
+                self.session_embedding = embedding(num_movies + 1, "session_embedding")
+                self.history_time_weight = time_weight("history_time_weight")
+            if config.rating_history:
+                self.rated_embedding = embedding(num_movies + 1, "rated_embedding")
+                if config.history_time_boundaries:
+                    self.rated_time_weight = time_weight("rated_time_weight")
 
     def set_history(self, history: UserHistories) -> None:
         """Replaces the histories, e.g. after training."""
         self.history_movies = tf.ragged.constant(history.movies, dtype=tf.int64, ragged_rank=1)
         self.history_times = tf.ragged.constant(history.times, dtype=tf.int64, ragged_rank=1)
+        self.history_ratings = tf.ragged.constant(history.ratings, dtype=tf.float32,
+                                                  ragged_rank=1)
 
-    def time_weights(self, gaps: tf.Tensor) -> tf.Tensor:
-        """The learnt weight of history ratings made `gaps` [n] int64 seconds before the
-        request; 0 for those made at or after it (a live system would not have them yet)."""
+    def time_weights(self, gaps: tf.Tensor, task: str = "retrieval") -> tf.Tensor:
+        """The learnt weight, in the retrieval task's session term or the rating task's rated
+        term, of history ratings made `gaps` [n] int64 seconds before the request; 0 for those
+        made at or after it (a live system would not have them yet)."""
+        table = self.history_time_weight if task == "retrieval" else self.rated_time_weight
         buckets = tf.searchsorted(self.time_boundaries, tf.cast(gaps, tf.float32), side="right")
-        return tf.exp(self.history_time_weight(buckets)[:, 0]) * tf.cast(gaps > 0, tf.float32)
+        return tf.exp(table(buckets)[:, 0]) * tf.cast(gaps > 0, tf.float32)
 
-    def _weighted_mean(self, embedding: tf.keras.layers.Embedding, movies: tf.RaggedTensor,
+    @staticmethod
+    def _weighted_mean(vectors: tf.Tensor, movies: tf.RaggedTensor,
                        weights: tf.Tensor) -> tf.Tensor:
-        """[batch, dim]: the mean of each row's history embeddings, weighted by `weights`
-        (one per flat value of `movies`); 0 where no weight is left."""
+        """[batch, dim]: the mean of each row's `vectors` (one per flat value of `movies`),
+        weighted by `weights`; 0 where no weight is left."""
         rows, num_rows = movies.value_rowids(), movies.nrows()
-        total = tf.math.unsorted_segment_sum(
-            embedding(movies.flat_values) * weights[:, None], rows, num_rows)
+        total = tf.math.unsorted_segment_sum(vectors * weights[:, None], rows, num_rows)
         weight = tf.math.unsorted_segment_sum(weights, rows, num_rows)
         return tf.math.divide_no_nan(total, weight[:, None])
 
     def vectors(self, inputs: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         """(the retrieval task's user vector, with the session term; the rating task's,
-        without it), each [batch, dim + 1]."""
+        with the rated term instead), each [batch, dim + 1]."""
         user_index = inputs[features.USER_INDEX]
         taste = self.user_embedding(user_index)
         if self.demographics is not None:
             values = tf.gather(self.demographics, user_index)
             for column, embedding in enumerate(self.demographic_embeddings):
                 taste += embedding(values[:, column])
-        session = None
+        session = rated = None
         if self.history_embedding is not None:
             movies = tf.gather(self.history_movies, user_index)
             rows = movies.value_rowids()
@@ -204,16 +234,25 @@ class UserTower(tf.keras.Model):
                 weights = tf.cast(
                     movies.flat_values != tf.gather(inputs[features.MOVIE_INDEX], rows),
                     tf.float32)
-            taste += self._weighted_mean(self.history_embedding, movies, weights)
-            if self.session_embedding is not None:
-                if features.TIMESTAMP in inputs:
-                    weights *= self.time_weights(
-                        tf.gather(inputs[features.TIMESTAMP], rows)
+            taste += self._weighted_mean(self.history_embedding(movies.flat_values), movies,
+                                         weights)
+            gaps = None
+            if self.time_boundaries is not None and features.TIMESTAMP in inputs:
+                gaps = (tf.gather(inputs[features.TIMESTAMP], rows)
                         - tf.gather(self.history_times, user_index).flat_values)
-                session = self._weighted_mean(self.session_embedding, movies, weights)
-        rating_vector = _with_bias_one(taste)
+            if self.session_embedding is not None:
+                session = self._weighted_mean(
+                    self.session_embedding(movies.flat_values), movies,
+                    weights if gaps is None else weights * self.time_weights(gaps))
+            if self.rated_embedding is not None:
+                deviations = (tf.gather(self.history_ratings, user_index).flat_values
+                              - self.mean_rating)
+                rated = self._weighted_mean(
+                    self.rated_embedding(movies.flat_values) * deviations[:, None], movies,
+                    weights if gaps is None else weights * self.time_weights(gaps, "rating"))
+        rating_vector = _with_bias_one(taste if rated is None else taste + rated)
         if session is None:
-            return rating_vector, rating_vector
+            return _with_bias_one(taste), rating_vector
         return _with_bias_one(taste + session), rating_vector
 
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
@@ -368,6 +407,8 @@ def build_model(num_users: int, num_movies: int, config: ModelConfig,
                          "retrieval_negatives='catalogue'.")
     if config.history_time_boundaries and not config.user_history:
         raise ValueError("history_time_boundaries needs user_history.")
+    if config.rating_history and not config.user_history:
+        raise ValueError("rating_history needs user_history.")
     if config.user_history and user_histories is None:
         raise ValueError("user_history needs the users' training histories.")
     demographics = None

@@ -69,7 +69,8 @@ def test_config_rejects_unknown_hyperparameters_and_optimizers():
 
 def test_user_history_term_leaves_the_training_target_out():
     config = model_lib.ModelConfig(embedding_dim=4, user_history=True)
-    history = model_lib.UserHistories([[0, 1], [], [2]], [[10, 20], [], [30]])
+    history = model_lib.UserHistories([[0, 1], [], [2]], [[10, 20], [], [30]],
+                                      [[4.0, 3.0], [], [5.0]])
     tower = model_lib.UserTower(num_users=2, num_movies=3, config=config, history=history)
     users = tf.constant([0, 1], dtype=tf.int64)
     serving = tower({features.USER_INDEX: users}).numpy()
@@ -89,15 +90,21 @@ def test_user_history_needs_the_histories():
     with pytest.raises(ValueError, match="history_time_boundaries needs user_history"):
         model_lib.build_model(NUM_USERS, NUM_MOVIES,
                               model_lib.ModelConfig(history_time_boundaries=(60,)))
-    with pytest.raises(ValueError, match="one time per movie"):
-        model_lib.UserHistories([[1, 2]], [[5]])
+    with pytest.raises(ValueError, match="rating_history needs user_history"):
+        model_lib.build_model(NUM_USERS, NUM_MOVIES,
+                              model_lib.ModelConfig(rating_history=True))
+    with pytest.raises(ValueError, match="one time and one rating per movie"):
+        model_lib.UserHistories([[1, 2]], [[5]], [[3.0, 4.0]])
+    with pytest.raises(ValueError, match="one time and one rating per movie"):
+        model_lib.UserHistories([[1, 2]], [[5, 6]], [[3.0]])
 
 
 def test_session_term_weighs_the_earlier_history_by_time_to_the_request():
     config = model_lib.ModelConfig(embedding_dim=4, user_history=True,
                                    history_time_boundaries=(60, 3_600))
     # User 0 rated movie 0 at t=1000 and movies 1, 2 a day later.
-    history = model_lib.UserHistories([[0, 1, 2], []], [[1_000, 87_400, 87_430], []])
+    history = model_lib.UserHistories([[0, 1, 2], []], [[1_000, 87_400, 87_430], []],
+                                      [[1.0, 2.0, 3.0], []])
     tower = model_lib.UserTower(num_users=1, num_movies=3, config=config, history=history)
     tower.history_time_weight.build(None)
     tower.history_time_weight.set_weights([np.log([[8.0], [2.0], [1.0]])])  # <1 min, <1 h, more
@@ -131,7 +138,8 @@ def test_session_term_weighs_the_earlier_history_by_time_to_the_request():
 
 def test_rating_task_sees_no_session_term():
     histories = model_lib.UserHistories([[0, 1]] + [[]] * NUM_USERS,
-                                        [[0, 100_000]] + [[]] * NUM_USERS)
+                                        [[0, 100_000]] + [[]] * NUM_USERS,
+                                        [[4.0, 2.0]] + [[]] * NUM_USERS)
     batch = {features.USER_INDEX: tf.constant([0], tf.int64),
              features.MOVIE_INDEX: tf.constant([2], tf.int64),
              features.GENRES_MULTI_HOT: tf.constant(_catalogue_genres()[[2]]),
@@ -146,6 +154,45 @@ def test_rating_task_sees_no_session_term():
     taste = tf.concat([taste, [[1.0]]], axis=1)
     assert not np.allclose(user, taste)
     np.testing.assert_allclose(rating, model.rating_head([taste, movie]), rtol=1e-5)
+
+
+def test_rated_term_scales_the_earlier_history_by_the_ratings_for_the_rating_task_only():
+    config = model_lib.ModelConfig(embedding_dim=4, user_history=True, rating_history=True,
+                                   history_time_boundaries=(60,))
+    # User 0 rated movie 0 (5 stars) at t=1000, movie 1 (1 star) at t=1030, movie 2 (3 stars)
+    # at t=5000: the mean rating is 3.
+    history = model_lib.UserHistories([[0, 1, 2], []], [[1_000, 1_030, 5_000], []],
+                                      [[5.0, 1.0, 3.0], []])
+    tower = model_lib.UserTower(num_users=1, num_movies=3, config=config, history=history)
+    tower.rated_time_weight.build(None)
+    tower.rated_time_weight.set_weights([np.log([[4.0], [1.0]])])  # <1 min, older
+    movies = tf.constant([0, 1, 2], tf.int64)
+    taste = (tower.user_embedding(tf.constant([0], tf.int64)).numpy()[0]
+             + tower.history_embedding(movies).numpy().mean(axis=0))
+    rated = tower.rated_embedding(movies).numpy() * np.array([[2.0], [-2.0], [0.0]])
+
+    def vectors(**inputs):
+        inputs = {name: tf.constant(value, tf.int64) for name, value in inputs.items()}
+        return [vector.numpy()[0, :4] for vector in tower.vectors(inputs)]
+
+    # At t=1050: movie 0 rated 50 s before (weight 4), movie 1 20 s before (weight 4), movie 2
+    # later (left out).
+    retrieval, rating = vectors(user_index=[0], timestamp=[1_050])
+    np.testing.assert_allclose(rating, taste + (rated[0] + rated[1]) / 2, rtol=1e-5)
+    np.testing.assert_allclose(retrieval[:4] - tower.session_embedding(movies).numpy()[:2]
+                               .mean(axis=0), taste, rtol=1e-5)
+    # At t=1085: movie 0 is 85 s old (weight 1), movie 1 55 s old (weight 4).
+    np.testing.assert_allclose(vectors(user_index=[0], timestamp=[1_085])[1],
+                               taste + (rated[0] + rated[1] * 4) / 5, rtol=1e-5)
+    # No request time: uniform over the whole history.
+    np.testing.assert_allclose(vectors(user_index=[0])[1], taste + rated.mean(axis=0),
+                               rtol=1e-5)
+    # The served histories do not move the mean the deviations are taken from.
+    tower.set_history(model_lib.UserHistories([[0, 1, 2], []], [[1_000, 1_030, 5_000], []],
+                                              [[5.0, 5.0, 5.0], []]))
+    np.testing.assert_allclose(vectors(user_index=[0])[1],
+                               taste + (rated[0] + tower.rated_embedding(movies).numpy()[1:]
+                                        .sum(axis=0) * 2) / 3, rtol=1e-5)
 
 
 def _catalogue_genres():
@@ -174,7 +221,8 @@ def test_excluding_rated_negatives_masks_the_users_other_movies_only():
                                    exclude_rated_negatives=True, user_history=True,
                                    rating_weight=0.0)
     histories = model_lib.UserHistories([[0, 1, 2]] + [[]] * NUM_USERS,  # user 0: movies 0-2
-                                        [[1, 2, 3]] + [[]] * NUM_USERS)
+                                        [[1, 2, 3]] + [[]] * NUM_USERS,
+                                        [[5.0, 4.0, 3.0]] + [[]] * NUM_USERS)
     model = model_lib.build_model(NUM_USERS, NUM_MOVIES, config, user_histories=histories,
                                   catalogue_genres=_catalogue_genres())
     batch = {features.USER_INDEX: tf.constant([0, 1], tf.int64),

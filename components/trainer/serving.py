@@ -10,7 +10,8 @@ needs, with these signatures:
 - unrated(user_id) -> titles, scores: the same among the titles the user has not rated in
   training (what a product shows).
 - brute_force(user_id) -> titles, scores: the same as serving_default, exact.
-- rating(user_id [B], movie_title [B]) -> rating [B].
+- rating(user_id [B], movie_title [B]) -> rating [B]; rating_at_time(user_id, movie_title,
+  timestamp) the same for requests at the given times.
 - catalogue_scores(user_id) -> scores [B, N], titles [N]: exact scores of every title (for
   offline analysis and benchmarks); catalogue_scores_at_time(user_id, timestamp) the same at
   the given request times.
@@ -22,8 +23,9 @@ needs, with these signatures:
 
 Request time: `evaluation` scores each example at its own timestamp, and the `_at_time`
 signatures at the given ones (the session term, see ModelConfig's history_time_boundaries).
-The signatures that take user ids alone weigh the session term uniformly: the exported
-histories are frozen at training time, so "now" is far from every rating in them anyway.
+The signatures that take user ids alone (`rating` included) weigh the session and rated terms
+uniformly: the exported histories are frozen at training time, so "now" is far from every
+rating in them anyway.
 """
 
 from __future__ import annotations
@@ -191,12 +193,22 @@ class RecommenderModule(tf.Module):
         user_embedding, _ = self._user_embedding(user_id, timestamp)
         return {"scores": self._exact_scores(user_embedding), "titles": self.catalogue_titles}
 
+    def _rating(self, user_id: tf.Tensor, movie_title: tf.Tensor,
+                timestamp: tf.Tensor | None = None) -> dict:
+        _, user_vector = self.user_tower.vectors(self._user_inputs(user_id, timestamp))
+        movie_embedding = tf.gather(self.movie_embeddings, self.title_to_row.lookup(movie_title))
+        return {"rating": self.rating_head([user_vector, movie_embedding])}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
                                   tf.TensorSpec([None], tf.string, name="movie_title")])
     def predict_rating(self, user_id, movie_title):
-        _, user_vector = self.user_tower.vectors(self._user_inputs(user_id))
-        movie_embedding = tf.gather(self.movie_embeddings, self.title_to_row.lookup(movie_title))
-        return {"rating": self.rating_head([user_vector, movie_embedding])}
+        return self._rating(user_id, movie_title)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
+                                  tf.TensorSpec([None], tf.string, name="movie_title"),
+                                  tf.TensorSpec([None], tf.int64, name="timestamp")])
+    def predict_rating_at_time(self, user_id, movie_title, timestamp):
+        return self._rating(user_id, movie_title, timestamp)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate(self, examples):
@@ -239,6 +251,7 @@ class RecommenderModule(tf.Module):
             "unrated": self.recommend_unrated.get_concrete_function(),
             "brute_force": self.recommend_exact.get_concrete_function(),
             "rating": self.predict_rating.get_concrete_function(),
+            "rating_at_time": self.predict_rating_at_time.get_concrete_function(),
             "catalogue_scores": self.score_catalogue.get_concrete_function(),
             "catalogue_scores_at_time": self.score_catalogue_at_time.get_concrete_function(),
             "evaluation": self.evaluate.get_concrete_function(),

@@ -61,16 +61,19 @@ def transformed_dataset(records: tf.data.Dataset,
 
 
 def user_histories(dataset: tf.data.Dataset, num_users: int) -> model_lib.UserHistories:
-    """For each user index (OOV last), the movies rated in `dataset` and when, in time order."""
-    rated: list[list[tuple[int, int]]] = [[] for _ in range(num_users + 1)]
+    """For each user index (OOV last), the movies rated in `dataset`, when and how, in time
+    order."""
+    rated: list[list[tuple[int, int, float]]] = [[] for _ in range(num_users + 1)]
     for batch in dataset.batch(65536):
-        for user, movie, time in zip(batch[features.USER_INDEX].numpy(),
-                                     batch[features.MOVIE_INDEX].numpy(),
-                                     batch[features.TIMESTAMP].numpy()):
-            rated[user].append((int(time), int(movie)))
-    ordered = [sorted(pairs) for pairs in rated]
-    return model_lib.UserHistories([[movie for _, movie in pairs] for pairs in ordered],
-                                   [[time for time, _ in pairs] for pairs in ordered])
+        for user, movie, time, rating in zip(batch[features.USER_INDEX].numpy(),
+                                             batch[features.MOVIE_INDEX].numpy(),
+                                             batch[features.TIMESTAMP].numpy(),
+                                             batch[features.RATING_LABEL].numpy()):
+            rated[user].append((int(time), int(movie), float(rating)))
+    ordered = [sorted(rows) for rows in rated]
+    return model_lib.UserHistories([[movie for _, movie, _ in rows] for rows in ordered],
+                                   [[time for time, _, _ in rows] for rows in ordered],
+                                   [[rating for _, _, rating in rows] for rows in ordered])
 
 
 def user_demographics(dataset: tf.data.Dataset, num_users: int) -> np.ndarray | None:
@@ -158,10 +161,13 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
         validation_data=validation.batch(config.batch_size),
         epochs=config.epochs, verbose=2, callbacks=callbacks)
     if config.history_time_boundaries:
-        weights = model.user_tower.time_weights(tf.constant(
-            [1, *config.history_time_boundaries], tf.int64)).numpy()
-        logging.info("Learnt history weights, by time before the request (from 1 s, %s s): %s",
-                     config.history_time_boundaries, [float(f"{w:.4g}") for w in weights])
+        gaps = tf.constant([1, *config.history_time_boundaries], tf.int64)
+        terms = {"retrieval": "session", **({"rating": "rated"} if config.rating_history else {})}
+        for task, term in terms.items():
+            weights = model.user_tower.time_weights(gaps, task).numpy()
+            logging.info("Learnt %s term weights, by time before the request (from 1 s, %s s): "
+                         "%s", term, config.history_time_boundaries,
+                         [float(f"{w:.4g}") for w in weights])
     if config.user_history:
         model.user_tower.set_history(served_histories)
     return serving.RecommenderModule(

@@ -14,20 +14,25 @@ def test_split_file_pattern_points_at_the_sibling_split():
         "/root/Examples/7/Split-movies/*"
 
 
-def _ratings(users, movies, times):
+def _ratings(users, movies, times, ratings=None):
     return tf.data.Dataset.from_tensor_slices({
         features.USER_INDEX: np.array(users, dtype="int64"),
         features.MOVIE_INDEX: np.array(movies, dtype="int64"),
-        features.TIMESTAMP: np.array(times, dtype="int64")})
+        features.TIMESTAMP: np.array(times, dtype="int64"),
+        features.RATING_LABEL: np.array(ratings or [3.0] * len(users), dtype="float32")})
 
 
 def test_histories_are_in_time_order_and_merge_in_time_order():
-    histories = train.user_histories(_ratings([0, 0, 1, 2], [1, 0, 1, 2], [50, 40, 7, 9]),
-                                     num_users=2)
+    histories = train.user_histories(
+        _ratings([0, 0, 1, 2], [1, 0, 1, 2], [50, 40, 7, 9], [1.0, 2.0, 3.0, 4.0]), num_users=2)
     assert histories.movies == [[0, 1], [1], [2]] and histories.times == [[40, 50], [7], [9]]
-    merged = histories.merged(train.user_histories(_ratings([0, 1], [3, 0], [45, 1]), 2))
+    assert histories.ratings == [[2.0, 1.0], [3.0], [4.0]]
+    assert histories.mean_rating() == 2.5
+    merged = histories.merged(train.user_histories(_ratings([0, 1], [3, 0], [45, 1], [5.0, 0.5]),
+                                                   2))
     assert merged.movies == [[0, 3, 1], [0, 1], [2]]
     assert merged.times == [[40, 45, 50], [1, 7], [9]]
+    assert merged.ratings == [[2.0, 5.0, 1.0], [0.5, 3.0], [4.0]]
 
 
 def test_rated_catalogue_rows_are_distinct_catalogue_rows():
