@@ -123,9 +123,10 @@ def evaluate(name: str, build, data: Ratings) -> dict:
         model["score_examples"] = per_user(model["score_users"], data)
     if "score_examples" in model:
         row.update(top_k_accuracy(model["score_examples"], data))
-    if "predict" in model:
-        row["rmse"] = rmse(model["predict"](data.eval_users, data.eval_items), data)
-    if "predict_examples" in model:  # predictions that depend on each rating's request time
+    if "predict" in model:  # predictions by user and title alone
+        model["predict_examples"] = lambda rows: model["predict"](data.eval_users[rows],
+                                                                  data.eval_items[rows])
+    if "predict_examples" in model:
         row["rmse"] = rmse(model["predict_examples"](np.arange(len(data.eval_users))), data)
     print(f"  {name}: {time.time() - started:.0f} s", flush=True)
     return row

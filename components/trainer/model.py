@@ -206,6 +206,18 @@ class UserTower(tf.keras.Model):
         buckets = tf.searchsorted(self.time_boundaries, tf.cast(gaps, tf.float32), side="right")
         return tf.exp(table(buckets)[:, 0]) * tf.cast(gaps > 0, tf.float32)
 
+    def learnt_time_weights(self) -> dict[str, list[float]]:
+        """Each timed term's learnt weight of a rating made 1 s before the request and at each
+        bucket boundary (what the Trainer logs)."""
+        if self.time_boundaries is None:
+            return {}
+        gaps = tf.cast(tf.concat([[1.0], self.time_boundaries], axis=0), tf.int64)
+        tasks = {"session": "retrieval"}
+        if self.rated_embedding is not None:
+            tasks["rated"] = "rating"
+        return {term: self.time_weights(gaps, task).numpy().tolist()
+                for term, task in tasks.items()}
+
     @staticmethod
     def _weighted_mean(vectors: tf.Tensor, movies: tf.RaggedTensor,
                        weights: tf.Tensor) -> tf.Tensor:
@@ -236,20 +248,22 @@ class UserTower(tf.keras.Model):
                     tf.float32)
             taste += self._weighted_mean(self.history_embedding(movies.flat_values), movies,
                                          weights)
-            gaps = None
-            if self.time_boundaries is not None and features.TIMESTAMP in inputs:
-                gaps = (tf.gather(inputs[features.TIMESTAMP], rows)
-                        - tf.gather(self.history_times, user_index).flat_values)
+            timed = self.time_boundaries is not None and features.TIMESTAMP in inputs
+            gaps = (tf.gather(inputs[features.TIMESTAMP], rows)
+                    - tf.gather(self.history_times, user_index).flat_values) if timed else None
+
+            def weights_for(task: str) -> tf.Tensor:
+                return weights * self.time_weights(gaps, task) if timed else weights
+
             if self.session_embedding is not None:
-                session = self._weighted_mean(
-                    self.session_embedding(movies.flat_values), movies,
-                    weights if gaps is None else weights * self.time_weights(gaps))
+                session = self._weighted_mean(self.session_embedding(movies.flat_values),
+                                              movies, weights_for("retrieval"))
             if self.rated_embedding is not None:
                 deviations = (tf.gather(self.history_ratings, user_index).flat_values
                               - self.mean_rating)
                 rated = self._weighted_mean(
                     self.rated_embedding(movies.flat_values) * deviations[:, None], movies,
-                    weights if gaps is None else weights * self.time_weights(gaps, "rating"))
+                    weights_for("rating"))
         rating_vector = _with_bias_one(taste if rated is None else taste + rated)
         if session is None:
             return _with_bias_one(taste), rating_vector

@@ -272,3 +272,18 @@ def test_demographic_embeddings_add_to_the_user_vector():
                                rtol=1e-5)
     plain = model_lib.build_model(2, 3, config)  # a dataset without demographics
     assert plain.user_tower.demographics is None
+
+
+def test_learnt_time_weights_report_each_timed_term_at_its_bucket_boundaries():
+    history = model_lib.UserHistories([[0]], [[10]], [[4.0]])
+    config = model_lib.ModelConfig(embedding_dim=4, user_history=True, rating_history=True,
+                                   history_time_boundaries=(60,))
+    tower = model_lib.UserTower(num_users=0, num_movies=1, config=config, history=history)
+    tower.rated_time_weight.build(None)
+    tower.rated_time_weight.set_weights([np.log([[4.0], [1.0]])])
+    weights = tower.learnt_time_weights()
+    assert list(weights) == ["session", "rated"]
+    np.testing.assert_allclose(weights["session"], [1.0, 1.0])  # initialised uniform
+    np.testing.assert_allclose(weights["rated"], [4.0, 1.0], rtol=1e-6)
+    untimed = model_lib.ModelConfig(embedding_dim=4, user_history=True)
+    assert model_lib.UserTower(0, 1, untimed, history).learnt_time_weights() == {}

@@ -160,14 +160,9 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
         .batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
         validation_data=validation.batch(config.batch_size),
         epochs=config.epochs, verbose=2, callbacks=callbacks)
-    if config.history_time_boundaries:
-        gaps = tf.constant([1, *config.history_time_boundaries], tf.int64)
-        terms = {"retrieval": "session", **({"rating": "rated"} if config.rating_history else {})}
-        for task, term in terms.items():
-            weights = model.user_tower.time_weights(gaps, task).numpy()
-            logging.info("Learnt %s term weights, by time before the request (from 1 s, %s s): "
-                         "%s", term, config.history_time_boundaries,
-                         [float(f"{w:.4g}") for w in weights])
+    for term, weights in model.user_tower.learnt_time_weights().items():
+        logging.info("Learnt %s term weights, by time before the request (from 1 s, %s s): %s",
+                     term, config.history_time_boundaries, [float(f"{w:.4g}") for w in weights])
     if config.user_history:
         model.user_tower.set_history(served_histories)
     return serving.RecommenderModule(
