@@ -145,6 +145,7 @@ def build_pipeline(args: argparse.Namespace) -> tfx.dsl.Pipeline:
         beam_pipeline_args=beam_pipeline_args(args),
         vertex_training_region=args.vertex_training_region,
         vertex_training_job_spec=vertex_job_spec(args),
+        baseline_excludes_candidate=False,  # KFP compiles only TFX's stock resolver strategies
     )
 
 

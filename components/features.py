@@ -6,11 +6,6 @@ feature is kept; the model uses those named here).
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
-import numpy as np
-import tensorflow as tf
-
 USER_ID = "user_id"
 MOVIE_ID = "movie_id"
 MOVIE_TITLE = "movie_title"
@@ -48,25 +43,3 @@ USER_DEMOGRAPHICS = "user_demographics"
 # Vocabulary file names written by Transform.
 USER_VOCABULARY = "user_id"
 MOVIE_VOCABULARY = "movie_title"
-
-
-def to_example(record: Mapping[str, Any]) -> tf.train.Example:
-    """Turns one TFDS record (numpy values, as from `tfds.as_numpy`) into a tf.train.Example.
-
-    Strings become bytes_list, floats float_list, ints and bools int64_list; sequences keep all
-    their values (movie_genres).
-    """
-    feature = {}
-    for name, value in record.items():
-        values = np.atleast_1d(np.asarray(value))
-        if values.dtype.kind in "SUO":
-            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(
-                value=[v if isinstance(v, bytes) else str(v).encode() for v in values]))
-        elif values.dtype.kind == "f":
-            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
-        elif values.dtype.kind in "iub":
-            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(
-                value=values.astype(np.int64)))
-        else:
-            raise TypeError(f"Feature {name!r} has unsupported dtype {values.dtype}.")
-    return tf.train.Example(features=tf.train.Features(feature=feature))

@@ -31,11 +31,19 @@ HISTORY_TIME_BOUNDARIES = (60, 600, 3_600, 21_600, 86_400, 259_200, 604_800, 2_5
 # The rating vector's rated term: the history's titles scaled by the user's ratings of them,
 # weighed by the same time buckets (learnt for this term) where the session term is on.
 RATING_HISTORY = True
+# The history each example reads: up to TASTE_HISTORY_SIZE titles spread over the user's whole
+# history (the uniform term), and the RECENT_HISTORY_SIZE latest ratings before the request (the
+# session and rated terms). Bounded, so a training step's cost is flat in history length.
+TASTE_HISTORY_SIZE = 128
+RECENT_HISTORY_SIZE = 64
+# Catalogue negatives: an exact softmax up to this many titles, a uniform sample of this many
+# per batch above it (ml-1m has 3.7k titles, ml-25m 59k).
+CATALOGUE_SOFTMAX_SIZE = 2048
 USER_DEMOGRAPHICS = False
 L2_REGULARIZATION = 1e-4
 OPTIMIZER = "adam"
 LEARNING_RATE = 0.01
-BATCH_SIZE = 4096
+BATCH_SIZE = 1024
 EPOCHS = 30  # at most: early stopping on the validation slice usually ends training sooner
 VALIDATION_FRACTION = 0.1
 EARLY_STOPPING_PATIENCE = 4
@@ -51,6 +59,8 @@ HYPERPARAMETERS = {  # the Trainer's custom_config: ModelConfig's fields
     "user_history": USER_HISTORY,
     "history_time_boundaries": list(HISTORY_TIME_BOUNDARIES),
     "rating_history": RATING_HISTORY,
+    "taste_history_size": TASTE_HISTORY_SIZE, "recent_history_size": RECENT_HISTORY_SIZE,
+    "catalogue_softmax_size": CATALOGUE_SOFTMAX_SIZE,
     "user_demographics": USER_DEMOGRAPHICS,
     "l2_regularization": L2_REGULARIZATION, "optimizer": OPTIMIZER,
     "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE, "epochs": EPOCHS,

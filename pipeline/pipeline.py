@@ -9,6 +9,9 @@ from tfx import v1 as tfx
 from components import features
 from components.example_gen.component import TfdsExampleGen
 from components.example_validator.component import StrictExampleValidator
+from components.latest_blessed_model_resolver.strategy import (
+    LatestBlessedModelOtherThanCandidateStrategy,
+)
 from components.source_fingerprint import step_source_fingerprint
 from components.trainer.model import CUSTOM_CONFIG_KEY
 
@@ -38,9 +41,13 @@ def create_pipeline(
     enable_cache: bool = True,
     vertex_training_region: str | None = None,
     vertex_training_job_spec: dict | None = None,
+    baseline_excludes_candidate: bool = True,
 ) -> tfx.dsl.Pipeline:
     """The whole graph. `vertex_training_*` swap the Trainer's executor for a Vertex AI
-    Training job (region, and a CustomJob spec: worker pool machine, accelerator, image)."""
+    Training job (region, and a CustomJob spec: worker pool machine, accelerator, image).
+    `baseline_excludes_candidate`: the Evaluator's baseline is the latest blessed model other
+    than the candidate, so that an identical re-run is served from the cache; KFP's compiler
+    only knows TFX's stock LatestBlessedModelStrategy, which Kubeflow/Vertex runs keep."""
     # MovieLens from TFDS: train/eval ratings, split reproducibly, and the movie catalogue.
     example_gen = TfdsExampleGen(dataset=dataset, eval_fraction=eval_fraction,
                                  split_seed=split_seed, tfds_data_dir=tfds_data_dir,
@@ -85,12 +92,17 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
         custom_config=custom_config)
 
-    # The latest blessed model, the baseline that a new model must not fall behind.
+    # The latest blessed model (other than the candidate, resolved after training to tell it
+    # apart): the baseline that the candidate must not fall behind.
     model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        strategy_class=(LatestBlessedModelOtherThanCandidateStrategy
+                        if baseline_excludes_candidate
+                        else tfx.dsl.experimental.LatestBlessedModelStrategy),
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
+    if baseline_excludes_candidate:
+        model_resolver.add_upstream_node(trainer)
 
     # Top-k accuracy over the whole catalogue, RMSE, ScaNN recall; blesses or rejects.
     evaluator = tfx.components.Evaluator(

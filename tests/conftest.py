@@ -1,7 +1,8 @@
-"""One pipeline store for the end-to-end and inspection tests: two runs on a small sample.
+"""One pipeline store for the end-to-end and inspection tests: three runs on a small sample.
 
 The first run trains, blesses and pushes a model; the second, with a top-100 accuracy threshold
-no model can meet, reuses every cached component, re-evaluates and pushes nothing.
+no model can meet, reuses every cached component, re-evaluates and pushes nothing; the third,
+identical to the first, executes nothing.
 """
 
 import dataclasses
@@ -22,6 +23,7 @@ class PipelineStore:
     raw_dir: Path
     blessed_run: metadata.metadata_store_pb2.Context
     rejected_run: metadata.metadata_store_pb2.Context
+    repeated_run: metadata.metadata_store_pb2.Context
 
     @property
     def path(self) -> str:
@@ -49,4 +51,7 @@ def pipeline_store(tmp_path_factory, raw_dir) -> PipelineStore:
     assert local_runner.main([*arguments, "--min-top-100-accuracy", "1.01"]) == 0
     rejected_run = metadata.latest_run_context(metadata.open_store(
         str(output_dir / "metadata.sqlite")))
-    return PipelineStore(output_dir, raw_dir, blessed_run, rejected_run)
+    assert local_runner.main(arguments) == 0
+    repeated_run = metadata.latest_run_context(metadata.open_store(
+        str(output_dir / "metadata.sqlite")))
+    return PipelineStore(output_dir, raw_dir, blessed_run, rejected_run, repeated_run)

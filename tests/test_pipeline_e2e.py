@@ -140,6 +140,17 @@ def test_unreachable_thresholds_block_the_push(pipeline_store):
     assert len(os.listdir(pipeline_store.output_dir / "serving_model")) == 1
 
 
+def test_identical_rerun_executes_nothing_and_pushes_no_new_version(pipeline_store):
+    runs = pipeline_store.components(pipeline_store.repeated_run)
+    executed = {name for name, run in runs.items() if run.state != "CACHED"}
+    # The importer and the resolver are no executions of their own: they resolve artifacts.
+    assert executed <= {"ImportSchemaGen", "latest_blessed_model_resolver"}, executed
+    first = pipeline_store.components(pipeline_store.blessed_run)
+    assert (runs["Pusher"].outputs["pushed_model"][0].id
+            == first["Pusher"].outputs["pushed_model"][0].id)
+    assert len(os.listdir(pipeline_store.output_dir / "serving_model")) == 1
+
+
 def test_data_breaking_the_schema_stops_before_training(tmp_path, raw_dir, capsys):
     broken = tmp_path / "raw"
     broken.mkdir()

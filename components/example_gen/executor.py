@@ -1,33 +1,128 @@
-"""TfdsExampleGen's executor: TFDS records -> tf.Examples, split reproducibly, in Beam."""
+"""TfdsExampleGen's executor: TFDS records -> tf.Examples, split reproducibly, in Beam.
+
+Each Beam element is one shard of a TFDS split. Its worker reads the shard with tf.data in
+batches, encodes each batch to tf.Examples in C++ (tfx_bsl, through Arrow) and streams them into
+its own gzipped TFRecord files: memory stays bounded by a batch whatever the dataset's size, no
+record passes through Python one at a time, and shards run in parallel on Dataflow.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import tensorflow as tf
 import tensorflow_datasets as tfds
 from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.components.util import examples_utils
+from tfx_bsl.coders import example_coder
 
 from components import features
 from components.example_gen import tfds_source
 
+READ_BATCH_SIZE = 8192
+# Ratings per Beam element: each shard is read, split and written by one worker.
+RATINGS_PER_SHARD = 1_000_000
+FILE_PREFIX = "data_tfrecord"
 
-def is_eval(record: dict, eval_fraction: float, seed: int) -> bool:
-    """Deterministic random split: a rating goes to eval with probability `eval_fraction`.
+
+def eval_mask(user_ids: np.ndarray, movie_ids: np.ndarray, timestamps: np.ndarray,
+              eval_fraction: float, seed: int) -> np.ndarray:
+    """Deterministic random split: each rating goes to eval with probability `eval_fraction`.
 
     Hashes the rating's identity (user, movie, time) with the seed, so the assignment does not
-    depend on reading order, worker count or Python's hash randomisation.
+    depend on reading order, batching, worker count or Python's hash randomisation.
     """
-    key = b"|".join([str(seed).encode(), record[features.USER_ID], record[features.MOVIE_ID],
-                     str(int(record[features.TIMESTAMP])).encode()])
-    bucket = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
-    return bucket < eval_fraction * 2**64
+    prefix, bound = str(seed).encode() + b"|", eval_fraction * 2**64
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(b"|".join([prefix[:-1], user, movie,
+                                                     str(int(time)).encode()]),
+                                        digest_size=8).digest(), "big") < bound
+         for user, movie, time in zip(user_ids, movie_ids, timestamps)),
+        dtype=bool, count=len(user_ids))
+
+
+def to_record_batch(batch: dict[str, Any]) -> pa.RecordBatch:
+    """A batch of TFDS features (numpy columns; ragged or 2-D ones for sequences) as an Arrow record
+    batch of list columns, as tfx_bsl encodes them: strings -> bytes, floats -> float32, ints
+    and bools -> int64."""
+    arrays, names = [], []
+    for name, column in sorted(batch.items()):
+        if isinstance(column, tf.compat.v1.ragged.RaggedTensorValue):
+            values, offsets = column.values, column.row_splits
+        else:  # a sequence whose rows happen to have one length comes as a 2-D array
+            width = column.shape[1] if column.ndim == 2 else 1
+            values, offsets = column.reshape(-1), np.arange(len(column) + 1) * width
+        if values.dtype.kind in "SUO":
+            values = pa.array(values, type=pa.binary())
+        elif values.dtype.kind == "f":
+            values = pa.array(values.astype(np.float32))
+        elif values.dtype.kind in "iub":
+            values = pa.array(values.astype(np.int64))
+        else:
+            raise TypeError(f"Feature {name!r} has unsupported dtype {values.dtype}.")
+        arrays.append(pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values))
+        names.append(name)
+    return pa.RecordBatch.from_arrays(arrays, names)
+
+
+def read_batches(builder: tfds.core.DatasetBuilder, split: str) -> Iterator[dict[str, Any]]:
+    """The TFDS split in batches of numpy columns (ragged for sequence features)."""
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    return iter(dataset.ragged_batch(READ_BATCH_SIZE).prefetch(2).as_numpy_iterator())
+
+
+class WriteShard(beam.DoFn):
+    """Reads one shard of a TFDS split and writes its tf.Examples to each output split's own
+    file; yields (output split, examples written)."""
+
+    def __init__(self, builder_dir: str, split_dirs: dict[str, str], eval_fraction: float | None,
+                 seed: int):
+        self.builder_dir = builder_dir
+        self.split_dirs = split_dirs
+        self.eval_fraction = eval_fraction
+        self.seed = seed
+
+    def process(self, shard: tuple[int, int, str]):
+        index, count, tfds_split = shard
+        builder = tfds.builder_from_directory(self.builder_dir)
+        name = f"{FILE_PREFIX}-{index:05d}-of-{count:05d}.gz"
+        writers = {split: tf.io.TFRecordWriter(os.path.join(directory, name), options="GZIP")
+                   for split, directory in self.split_dirs.items()}
+        written = dict.fromkeys(writers, 0)
+        try:
+            for batch in read_batches(builder, tfds_split):
+                records = example_coder.RecordBatchToExamples(to_record_batch(batch))
+                if self.eval_fraction is None:
+                    [split] = writers
+                    targets = [split] * len(records)
+                else:
+                    is_eval = eval_mask(batch[features.USER_ID], batch[features.MOVIE_ID],
+                                        batch[features.TIMESTAMP], self.eval_fraction,
+                                        self.seed)
+                    targets = np.where(is_eval, features.EVAL_SPLIT, features.TRAIN_SPLIT)
+                for record, split in zip(records, targets):
+                    writers[split].write(record)
+                    written[split] += 1
+        finally:
+            for writer in writers.values():
+                writer.close()
+        yield from written.items()
+
+
+def shards(builder: tfds.core.DatasetBuilder, per_shard: int) -> list[tuple[int, int, str]]:
+    """(index, count, TFDS sub-split) covering the builder's `train` split."""
+    count = max(1, math.ceil(builder.info.splits["train"].num_examples / per_shard))
+    return [(index, count, split)
+            for index, split in enumerate(tfds.even_splits("train", n=count))]
 
 
 def prepare_builders(dataset: str, data_dir: str | None, raw_dir: str | None):
@@ -72,28 +167,21 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         split_names = [features.TRAIN_SPLIT, features.EVAL_SPLIT, features.MOVIES_SPLIT]
         examples.split_names = artifact_utils.encode_split_names(split_names)
-
-        def write(pcollection, split: str):
-            return (pcollection
-                    | f"Serialize[{split}]" >> beam.Map(
-                        lambda record: features.to_example(record).SerializeToString())
-                    | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-                        os.path.join(artifact_utils.get_split_uri([examples], split),
-                                     "data_tfrecord"),
-                        file_name_suffix=".gz"))
+        split_dirs = {split: artifact_utils.get_split_uri([examples], split)
+                      for split in split_names}
+        for directory in split_dirs.values():
+            tf.io.gfile.makedirs(directory)
 
         with self._make_beam_pipeline() as pipeline:
-            ratings = (pipeline
-                       | "ReadRatings" >> tfds.beam.ReadFromTFDS(ratings_builder, split="train")
-                       | "RatingsToNumpy" >> beam.Map(tfds.as_numpy))
-            train, evaluation = ratings | "Split" >> beam.Partition(
-                lambda record, _: int(is_eval(record, eval_fraction, seed)), 2)
-            write(train, features.TRAIN_SPLIT)
-            write(evaluation, features.EVAL_SPLIT)
-            movies = (pipeline
-                      | "ReadMovies" >> tfds.beam.ReadFromTFDS(movies_builder, split="train")
-                      | "MoviesToNumpy" >> beam.Map(tfds.as_numpy))
-            write(movies, features.MOVIES_SPLIT)
+            for label, builder, outputs, fraction in (
+                    ("Ratings", ratings_builder, (features.TRAIN_SPLIT, features.EVAL_SPLIT),
+                     eval_fraction),
+                    ("Movies", movies_builder, (features.MOVIES_SPLIT,), None)):
+                _ = (pipeline
+                     | f"{label}Shards" >> beam.Create(shards(builder, RATINGS_PER_SHARD))
+                     | f"Write{label}" >> beam.ParDo(WriteShard(
+                         builder.data_dir, {split: split_dirs[split] for split in outputs},
+                         fraction, seed)))
 
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, "tfrecords_gzip")

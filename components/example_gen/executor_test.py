@@ -1,5 +1,6 @@
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
@@ -52,11 +53,32 @@ def test_writes_reproducible_train_eval_split_and_full_catalogue(tmp_path, raw_d
             "bucketized_user_age", "user_gender", "user_zip_code"} <= set(rating)
 
 
-def test_other_seed_gives_another_split(tmp_path, raw_dir):
-    base = {"user_id": b"1", "movie_id": b"2", "timestamp": 3}
-    assignments = {seed: [executor.is_eval({**base, "movie_id": str(m).encode()}, 0.5, seed)
-                          for m in range(64)] for seed in (1, 2)}
-    assert assignments[1] != assignments[2]
+def test_split_depends_on_the_seed_and_the_rating_not_on_the_batch():
+    users = np.array([b"1"] * 64, dtype=object)
+    movies = np.array([str(m).encode() for m in range(64)], dtype=object)
+    times = np.full(64, 3)
+    first, second = (executor.eval_mask(users, movies, times, 0.5, seed) for seed in (1, 2))
+    assert first.tolist() != second.tolist()
+    assert 10 < first.sum() < 54
+    halves = np.concatenate([executor.eval_mask(users[:20], movies[:20], times[:20], 0.5, 1),
+                             executor.eval_mask(users[20:], movies[20:], times[20:], 0.5, 1)])
+    assert halves.tolist() == first.tolist()
+
+
+def test_large_datasets_are_read_in_shards(tmp_path, raw_dir, monkeypatch):
+    whole = _run(tmp_path, raw_dir, "whole")
+    monkeypatch.setattr(executor, "RATINGS_PER_SHARD", 150)
+    monkeypatch.setattr(executor, "READ_BATCH_SIZE", 64)
+    sharded = _run(tmp_path, raw_dir, "sharded")
+    files = sorted(os.listdir(artifact_utils.get_split_uri([sharded], "train")))
+    total = len((raw_dir / "u.data").read_text().splitlines())
+    assert len(files) == -(-total // 150) and files[0].endswith("-00000-of-00003.gz")
+
+    def records(examples, split):
+        return sorted(e.SerializeToString(deterministic=True) for e in _read_split(examples, split))
+
+    for split in ("train", "eval", "movies"):
+        assert records(sharded, split) == records(whole, split)
 
 
 def test_unknown_dataset_is_named(tmp_path, raw_dir):
@@ -87,12 +109,14 @@ def test_malformed_ratings_line_is_named(tmp_path, raw_dir):
     assert not list((tmp_path / "tfds").glob("raw-*/movielens/100k-ratings/*/*.tfrecord*"))
 
 
-def test_edited_raw_files_get_a_new_fingerprint(tmp_path, raw_dir):
+def test_fingerprint_follows_the_raw_files_content_not_their_times(tmp_path, raw_dir):
     copy = tmp_path / "copy"
     copy.mkdir()
     for name in ("u.data", "u.item", "u.user"):
         (copy / name).write_bytes((raw_dir / name).read_bytes())
     before = tfds_source.raw_dir_fingerprint("100k", copy)
+    (copy / "u.data").write_bytes((raw_dir / "u.data").read_bytes())  # rewritten, same content
+    os.utime(copy / "u.data", (1, 1))
     assert tfds_source.raw_dir_fingerprint("100k", copy) == before
     with open(copy / "u.data", "a") as ratings:
         ratings.write("1\t1\t5\t881250949\n")

@@ -61,17 +61,20 @@ def check_raw_dir(version: str, raw_dir: str | os.PathLike) -> None:
 
 
 def raw_dir_fingerprint(version: str, raw_dir: str | os.PathLike) -> str:
-    """A digest of the raw files' names, sizes and modification times.
+    """A digest of the raw files' names and contents (BLAKE2b, about 1 GB/s: under a second
+    for ml-25m's 650 MB).
 
-    Part of ExampleGen's parameters, so editing the files invalidates TFX's cache, and of the
-    TFDS build directory, so a stale build is never reused.
+    Part of ExampleGen's parameters, so edited files invalidate TFX's cache while rewritten or
+    copied identical files hit it, and of the TFDS build directory, so a stale build is never
+    reused.
     """
     check_raw_dir(version, raw_dir)
-    digest = hashlib.sha256()
+    digest = hashlib.blake2b(digest_size=8)
     for file_name in RAW_FILES[version]:
-        stat = (Path(raw_dir) / file_name).stat()
-        digest.update(f"{file_name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
-    return digest.hexdigest()[:16]
+        digest.update(file_name.encode() + b"\0")
+        with open(Path(raw_dir) / file_name, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "blake2b").digest())
+    return digest.hexdigest()
 
 
 def _raw_lines(path: Path):

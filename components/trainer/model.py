@@ -1,9 +1,9 @@
 """The multi-task TFRS model: user and movie towers shared by a retrieval and a rating task.
 
-Inputs are Transform's outputs (see components/transform/preprocessing.py):
-user_index [batch] int64, movie_index [batch] int64, genres_multi_hot [batch, 21] float32,
-and the label rating [batch] float32; and the raw timestamp [batch] int64 (seconds since the
-epoch), the time of the request: the rating's own time in training and evaluation.
+Inputs are Transform's outputs (see components/transform/preprocessing.py): user_index [batch]
+int64, movie_index [batch] int64 and the label rating [batch] float32; and the raw timestamp
+[batch] int64 (seconds since the epoch), the time of the request: the rating's own time in
+training and evaluation. Genres come from the catalogue, by movie index.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from components import features
+from components.trainer.histories import UserHistories
 
 
 CUSTOM_CONFIG_KEY = "model"
@@ -40,12 +41,23 @@ class ModelConfig:
     # logQ correction); "catalogue": every movie of the vocabulary is (an exact softmax, cheap
     # at MovieLens catalogue sizes). The logQ correction only applies to "in_batch".
     retrieval_negatives: str = "in_batch"
+    # Catalogue negatives over a catalogue larger than this: a uniform sample of this many
+    # titles per batch (shared by its examples), so a step's cost stops growing with the
+    # catalogue (MovieLens 25m has 59k titles); the sampled softmax's correction keeps the loss
+    # an estimate of the full one.
+    catalogue_softmax_size: int = 2048
     # With catalogue negatives: the other movies the user rated in training are not negatives
     # (they are positives of other examples), needs user_history.
     exclude_rated_negatives: bool = False
     # The user vector adds the mean embedding of the titles the user rated in training
-    # (SVD++'s implicit feedback); each training example leaves its own title out.
+    # (SVD++'s implicit feedback); each training example leaves its own title out. Users with
+    # more than `taste_history_size` ratings: that many of them, spread evenly over the history.
     user_history: bool = False
+    taste_history_size: int = 128
+    # The session and rated terms read the user's `recent_history_size` latest ratings before
+    # the request: a bounded window keeps the cost per example flat as histories grow (on
+    # ml-100k the 10 minutes before a rating hold 24 earlier ratings on average, 64 at p95).
+    recent_history_size: int = 64
     # With user_history: the retrieval vector also adds a weighted mean of the history's
     # "session" embeddings, each rated title's weight learnt per bucket of the time between
     # its rating and the request (bucket boundaries in seconds), so the titles rated in the
@@ -108,56 +120,128 @@ def rated_mask(histories: tf.RaggedTensor, user_index: tf.Tensor,
         [tf.shape(user_index, out_type=tf.int64)[0], width]) > 0
 
 
-@dataclasses.dataclass(frozen=True)
-class UserHistories:
-    """Per user index (OOV last): the movie indices rated, when (seconds since the epoch) and
-    how (the rating), in the same order."""
+# History keys are user index * 2**32 + time, so one binary search finds a user's ratings before a
+# time. MovieLens times (seconds since 1970) stay below 2**32 until 2106; request times outside
+# [0, 2**32 - 1] are clamped (a request "at the end of time" sees the whole history).
+_TIME_RANGE = 2**32
+LATEST_TIME = _TIME_RANGE - 1
 
-    movies: list[list[int]]
-    times: list[list[int]]
-    ratings: list[list[float]]
 
-    def __post_init__(self):
-        lengths = [len(m) for m in self.movies]
-        if lengths != [len(t) for t in self.times] or lengths != [len(r) for r in self.ratings]:
-            raise ValueError("Each user's history needs one time and one rating per movie.")
+def clamp_time(time: tf.Tensor) -> tf.Tensor:
+    return tf.clip_by_value(tf.cast(time, tf.int64), 0, LATEST_TIME)
 
-    def merged(self, other: "UserHistories") -> "UserHistories":
-        """Both histories of each user, in time order."""
-        movies, times, ratings = [], [], []
-        for rows in map(sorted, (zip(t1 + t2, m1 + m2, r1 + r2) for m1, t1, r1, m2, t2, r2 in zip(
-                self.movies, self.times, self.ratings, other.movies, other.times,
-                other.ratings))):
-            times.append([time for time, _, _ in rows])
-            movies.append([movie for _, movie, _ in rows])
-            ratings.append([rating for _, _, rating in rows])
-        return UserHistories(movies, times, ratings)
 
-    def mean_rating(self) -> float:
-        count = sum(len(r) for r in self.ratings)
-        return sum(map(sum, self.ratings)) / count if count else 0.0
+class HistoryTable(tf.Module):
+    """The users' histories (histories.UserHistories) as variables, with the two bounded reads
+    the user tower needs. Variables, not constants: a 25 M-rating history would exceed the 2 GB
+    limit of a graph, and `assign` swaps in the served histories after training.
+
+    Both reads cost O(batch * size), whatever the users' history lengths: the tower's cost per
+    example is flat, where averaging whole histories made an epoch cost the sum over users of
+    (ratings per user)^2.
+    """
+
+    def __init__(self, histories: UserHistories):
+        super().__init__(name="history_table")
+
+        def variable(values, dtype, name):
+            return tf.Variable(tf.constant(values, dtype), trainable=False, shape=[None],
+                               name=name)
+
+        self.row_splits = variable(histories.row_splits, tf.int64, "row_splits")
+        self.keys = variable(self._keys(histories), tf.int64, "keys")
+        self.movies = variable(histories.movies, tf.int64, "movies")
+        self.ratings = variable(histories.ratings, tf.float32, "ratings")
+
+    @staticmethod
+    def _keys(histories: UserHistories) -> np.ndarray:
+        times = np.clip(histories.times, 0, LATEST_TIME)
+        return histories.user_index_per_rating() * _TIME_RANGE + times
+
+    def assign(self, histories: UserHistories) -> None:
+        """Replaces the histories, e.g. with the served ones after training."""
+        self.row_splits.assign(histories.row_splits)
+        self.keys.assign(self._keys(histories))
+        self.movies.assign(histories.movies)
+        self.ratings.assign(histories.ratings)
+
+    def as_ragged_movies(self) -> tf.RaggedTensor:
+        return tf.RaggedTensor.from_row_splits(self.movies, self.row_splits, validate=False)
+
+    def earlier(self, user_index: tf.Tensor, request_time: tf.Tensor, size: int):
+        """The user's `size` latest ratings made strictly before `request_time`:
+        (positions, valid) [batch, size], oldest first; invalid slots pad short histories."""
+        request_key = user_index * _TIME_RANGE + clamp_time(request_time)
+        end = tf.searchsorted(self.keys[None, :], request_key[None, :], side="left",
+                              out_type=tf.int64)[0]
+        start = tf.gather(self.row_splits, user_index)
+        positions = end[:, None] - size + tf.range(size, dtype=tf.int64)[None, :]
+        valid = positions >= start[:, None]
+        return tf.where(valid, positions, 0), valid
+
+    def spread(self, user_index: tf.Tensor, size: int):
+        """Up to `size` of the user's ratings spread evenly over the whole history (all of them
+        when the user has at most `size`): (positions, valid) [batch, size]."""
+        start = tf.gather(self.row_splits, user_index)[:, None]
+        count = tf.gather(self.row_splits, user_index + 1)[:, None] - start
+        slot = tf.range(size, dtype=tf.int64)[None, :]
+        offsets = tf.where(count > size, (2 * slot + 1) * count // (2 * size), slot)
+        valid = slot < count
+        return tf.where(valid, start + offsets, 0), valid
+
+
+class TimeBucketWeights(tf.keras.layers.Layer):
+    """A learnt positive weight per bucket of the time between a rating and the request.
+
+    gaps [...] int64 seconds (> 0) -> weights [...]: exp of the bucket's learnt log-weight, all
+    1 at initialisation. `boundaries` are the buckets' upper ends, in seconds.
+    """
+
+    def __init__(self, boundaries: tuple[float, ...], **kwargs):
+        super().__init__(**kwargs)
+        self.boundaries = tf.constant(boundaries, tf.float32)
+        self.log_weights = tf.keras.layers.Embedding(len(boundaries) + 1, 1,
+                                                     embeddings_initializer="zeros")
+
+    def call(self, gaps: tf.Tensor) -> tf.Tensor:
+        flat = tf.reshape(tf.cast(gaps, tf.float32), [-1])
+        buckets = tf.reshape(tf.searchsorted(self.boundaries, flat, side="right"),
+                             tf.shape(gaps))
+        return tf.exp(self.log_weights(buckets)[..., 0])
+
+
+def _masked_mean(vectors: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """vectors [batch, size, dim], weights [batch, size] -> weighted mean [batch, dim]; 0 where
+    no weight is left."""
+    total = tf.reduce_sum(vectors * weights[..., None], axis=1)
+    return tf.math.divide_no_nan(total, tf.reduce_sum(weights, axis=1)[:, None])
 
 
 class UserTower(tf.keras.Model):
-    """user_index [batch] (optionally timestamp [batch]: the request time, and in training
-    movie_index: the title to leave out of the history) -> user vector [batch, dim + 1].
-    Index num_users is OOV.
+    """user_index [batch], request_time [batch] int64 (and in training, the rated movie to leave
+    out) -> (retrieval vector, rating vector), each [batch, dim + 1]. Index num_users is OOV.
 
-    With `demographics` ([num_users + 1, 3] indices, see features.USER_DEMOGRAPHICS), their
-    embeddings are added to the user's own.
-
-    The last component is a constant 1 that meets the movie bias in the dot product. With
-    `history` (what each user rated in training), the mean of their history embeddings is
-    added to the user's own embedding (the user's taste, for both tasks); with
-    history_time_boundaries too, the retrieval vector adds a time-weighted mean of the
-    history's session embeddings; with rating_history, the rating vector adds a mean of the
-    history's rated embeddings scaled by the ratings (see ModelConfig).
+    taste = the user's own embedding (+ demographic embeddings, where given) + with `history`,
+    the mean history embedding of up to `taste_history_size` of the titles the user rated,
+    spread over the whole history, the training target left out (SVD++'s implicit term);
+    retrieval vector = taste + with history_time_boundaries, the session term: a mean of session
+    embeddings of the user's `recent_history_size` latest ratings before the request, each
+    weighted by a weight learnt per bucket of its time before the request;
+    rating vector = taste + with rating_history, the rated term: the same latest ratings' rated
+    embeddings scaled by the rating's distance to the training mean rating, weighted by time
+    weights of their own (uniform without history_time_boundaries).
+    The last component of each vector is a constant 1 that meets the movie bias in the dot
+    product. Only ratings made strictly before the request enter the recent terms: a live
+    system has no later ones. A request at LATEST_TIME (the user-id-only signatures) sees the
+    latest ratings, all in the oldest time bucket.
     """
 
     def __init__(self, num_users: int, num_movies: int, config: ModelConfig,
                  history: UserHistories | None = None,
                  demographics: tf.Tensor | None = None):
         super().__init__(name="user_tower")
+        self.taste_history_size = config.taste_history_size
+        self.recent_history_size = config.recent_history_size
 
         def embedding(rows: int, name: str) -> tf.keras.layers.Embedding:
             return tf.keras.layers.Embedding(rows, config.embedding_dim, name=name,
@@ -169,109 +253,86 @@ class UserTower(tf.keras.Model):
             self.demographic_embeddings = [
                 embedding(size + 1, f"{name}_embedding")  # + unknown
                 for name, size in zip(features.DEMOGRAPHIC_FEATURES, features.DEMOGRAPHIC_SIZES)]
-        self.history_movies = self.history_times = self.history_ratings = None
-        self.history_embedding = self.session_embedding = self.rated_embedding = None
-        self.time_boundaries = None
+        self.history = None
+        self.session_embedding = self.rated_embedding = None
+        self.session_time_weights = self.rated_time_weights = None
         if history is not None:
-            self.set_history(history)
+            self.history = HistoryTable(history)
             self.history_embedding = embedding(num_movies + 1, "history_embedding")
             # Fixed at training: the served histories must not shift what the model learnt.
             self.mean_rating = tf.constant(history.mean_rating(), tf.float32)
-
-            def time_weight(name: str) -> tf.keras.layers.Embedding:
-                return tf.keras.layers.Embedding(len(config.history_time_boundaries) + 1, 1,
-                                                 embeddings_initializer="zeros", name=name)
-
-            if config.history_time_boundaries:
-                self.time_boundaries = tf.constant(config.history_time_boundaries, tf.float32)
+            boundaries = config.history_time_boundaries
+            if boundaries:
                 self.session_embedding = embedding(num_movies + 1, "session_embedding")
-                self.history_time_weight = time_weight("history_time_weight")
+                self.session_time_weights = TimeBucketWeights(boundaries,
+                                                              name="session_time_weights")
             if config.rating_history:
                 self.rated_embedding = embedding(num_movies + 1, "rated_embedding")
-                if config.history_time_boundaries:
-                    self.rated_time_weight = time_weight("rated_time_weight")
+                if boundaries:
+                    self.rated_time_weights = TimeBucketWeights(boundaries,
+                                                                name="rated_time_weights")
 
-    def set_history(self, history: UserHistories) -> None:
-        """Replaces the histories, e.g. after training."""
-        self.history_movies = tf.ragged.constant(history.movies, dtype=tf.int64, ragged_rank=1)
-        self.history_times = tf.ragged.constant(history.times, dtype=tf.int64, ragged_rank=1)
-        self.history_ratings = tf.ragged.constant(history.ratings, dtype=tf.float32,
-                                                  ragged_rank=1)
-
-    def time_weights(self, gaps: tf.Tensor, task: str = "retrieval") -> tf.Tensor:
-        """The learnt weight, in the retrieval task's session term or the rating task's rated
-        term, of history ratings made `gaps` [n] int64 seconds before the request; 0 for those
-        made at or after it (a live system would not have them yet)."""
-        table = self.history_time_weight if task == "retrieval" else self.rated_time_weight
-        buckets = tf.searchsorted(self.time_boundaries, tf.cast(gaps, tf.float32), side="right")
-        return tf.exp(table(buckets)[:, 0]) * tf.cast(gaps > 0, tf.float32)
-
-    def learnt_time_weights(self) -> dict[str, list[float]]:
+    def learnt_time_weights(self, boundaries: tuple[float, ...]) -> dict[str, list[float]]:
         """Each timed term's learnt weight of a rating made 1 s before the request and at each
         bucket boundary (what the Trainer logs)."""
-        if self.time_boundaries is None:
-            return {}
-        gaps = tf.cast(tf.concat([[1.0], self.time_boundaries], axis=0), tf.int64)
-        tasks = {"session": "retrieval"}
-        if self.rated_embedding is not None:
-            tasks["rated"] = "rating"
-        return {term: self.time_weights(gaps, task).numpy().tolist()
-                for term, task in tasks.items()}
+        gaps = tf.constant([1, *boundaries], tf.int64)
+        terms = {"session": self.session_time_weights, "rated": self.rated_time_weights}
+        return {term: layer(gaps).numpy().tolist() for term, layer in terms.items()
+                if layer is not None}
 
-    @staticmethod
-    def _weighted_mean(vectors: tf.Tensor, movies: tf.RaggedTensor,
-                       weights: tf.Tensor) -> tf.Tensor:
-        """[batch, dim]: the mean of each row's `vectors` (one per flat value of `movies`),
-        weighted by `weights`; 0 where no weight is left."""
-        rows, num_rows = movies.value_rowids(), movies.nrows()
-        total = tf.math.unsorted_segment_sum(vectors * weights[:, None], rows, num_rows)
-        weight = tf.math.unsorted_segment_sum(weights, rows, num_rows)
-        return tf.math.divide_no_nan(total, weight[:, None])
+    def _taste_history(self, user_index: tf.Tensor,
+                       left_out_movie: tf.Tensor | None) -> tf.Tensor:
+        """[batch, dim]: the mean history embedding, computed once per distinct user of the
+        batch (a batch holds many examples of each active user)."""
+        users, example_user = tf.unique(user_index, out_idx=tf.int64)
+        positions, valid = self.history.spread(users, self.taste_history_size)
+        movies = tf.gather(self.history.movies, positions)
+        weights = tf.cast(valid, tf.float32)
+        total = tf.reduce_sum(self.history_embedding(movies) * weights[..., None], axis=1)
+        total, count = tf.gather(total, example_user), tf.gather(tf.reduce_sum(weights, 1),
+                                                                 example_user)
+        if left_out_movie is not None:
+            hits = tf.reduce_sum(tf.cast(
+                (tf.gather(movies, example_user) == left_out_movie[:, None])
+                & tf.gather(valid, example_user), tf.float32), axis=1)
+            total -= hits[:, None] * self.history_embedding(left_out_movie)
+            count -= hits
+        return tf.math.divide_no_nan(total, count[:, None])
 
-    def vectors(self, inputs: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        """(the retrieval task's user vector, with the session term; the rating task's,
-        with the rated term instead), each [batch, dim + 1]."""
-        user_index = inputs[features.USER_INDEX]
+    def vectors(self, user_index: tf.Tensor, request_time: tf.Tensor,
+                left_out_movie: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """(the retrieval task's user vector, with the session term; the rating task's, with
+        the rated term instead), each [batch, dim + 1]."""
         taste = self.user_embedding(user_index)
         if self.demographics is not None:
             values = tf.gather(self.demographics, user_index)
             for column, embedding in enumerate(self.demographic_embeddings):
                 taste += embedding(values[:, column])
-        session = rated = None
-        if self.history_embedding is not None:
-            movies = tf.gather(self.history_movies, user_index)
-            rows = movies.value_rowids()
-            weights = tf.ones_like(movies.flat_values, dtype=tf.float32)
-            if features.MOVIE_INDEX in inputs:  # training: leave the target out
-                weights = tf.cast(
-                    movies.flat_values != tf.gather(inputs[features.MOVIE_INDEX], rows),
-                    tf.float32)
-            taste += self._weighted_mean(self.history_embedding(movies.flat_values), movies,
-                                         weights)
-            timed = self.time_boundaries is not None and features.TIMESTAMP in inputs
-            gaps = (tf.gather(inputs[features.TIMESTAMP], rows)
-                    - tf.gather(self.history_times, user_index).flat_values) if timed else None
-
-            def weights_for(task: str) -> tf.Tensor:
-                return weights * self.time_weights(gaps, task) if timed else weights
-
+        retrieval = rating = taste
+        if self.history is not None:
+            taste += self._taste_history(user_index, left_out_movie)
+            retrieval = rating = taste
+            if self.session_embedding is not None or self.rated_embedding is not None:
+                positions, valid = self.history.earlier(user_index, request_time,
+                                                        self.recent_history_size)
+                movies = tf.gather(self.history.movies, positions)
+                valid = tf.cast(valid, tf.float32)
+                gaps = (clamp_time(request_time)[:, None]
+                        - tf.gather(self.history.keys, positions) % _TIME_RANGE)
             if self.session_embedding is not None:
-                session = self._weighted_mean(self.session_embedding(movies.flat_values),
-                                              movies, weights_for("retrieval"))
+                retrieval = taste + _masked_mean(self.session_embedding(movies),
+                                                 valid * self.session_time_weights(gaps))
             if self.rated_embedding is not None:
-                deviations = (tf.gather(self.history_ratings, user_index).flat_values
-                              - self.mean_rating)
-                rated = self._weighted_mean(
-                    self.rated_embedding(movies.flat_values) * deviations[:, None], movies,
-                    weights_for("rating"))
-        rating_vector = _with_bias_one(taste if rated is None else taste + rated)
-        if session is None:
-            return _with_bias_one(taste), rating_vector
-        return _with_bias_one(taste + session), rating_vector
+                deviations = tf.gather(self.history.ratings, positions) - self.mean_rating
+                weights = valid if self.rated_time_weights is None else (
+                    valid * self.rated_time_weights(gaps))
+                rating = taste + _masked_mean(
+                    self.rated_embedding(movies) * deviations[..., None], weights)
+        return _with_bias_one(retrieval), _with_bias_one(rating)
 
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        """The retrieval task's user vector (with the session term)."""
-        return self.vectors(inputs)[0]
+        """The retrieval task's user vector at the request time (features.TIMESTAMP)."""
+        return self.vectors(inputs[features.USER_INDEX], inputs[features.TIMESTAMP])[0]
 
 
 def _with_bias_one(vector: tf.Tensor) -> tf.Tensor:
@@ -320,34 +381,39 @@ class MultiTaskRecommender(tfrs.Model):
 
     loss = retrieval_weight * mean softmax cross-entropy + rating_weight * mean squared error.
     Both are per-example means (TFRS sums the retrieval loss over the batch by default, which
-    drowns the rating task). With catalogue negatives (`catalogue_genres` given), the softmax
-    runs over every vocabulary movie. With in-batch negatives, TFRS's Retrieval task removes
-    accidental hits (the positive movie appearing again as an in-batch negative) and, given
-    `movie_frequencies` (training counts by movie index), corrects the logits by the log of
-    each candidate's sampling probability.
+    drowns the rating task). With catalogue negatives, the softmax runs over every vocabulary
+    movie. With in-batch negatives, TFRS's Retrieval task removes accidental hits (the positive
+    movie appearing again as an in-batch negative) and, given `movie_frequencies` (training
+    counts by movie index), corrects the logits by the log of each candidate's sampling
+    probability. `movie_genres` [num_movies, NUM_GENRES] are the vocabulary movies' genres
+    (the OOV index gets none).
     Top-k metrics over the whole catalogue are the Evaluator's job.
     """
 
-    def __init__(self, user_tower: tf.keras.Model, movie_tower: tf.keras.Model,
-                 rating_head: tf.keras.Model, config: ModelConfig,
-                 movie_frequencies: tf.Tensor | None = None,
-                 catalogue_genres: tf.Tensor | None = None):
+    def __init__(self, user_tower: UserTower, movie_tower: tf.keras.Model,
+                 rating_head: tf.keras.Model, config: ModelConfig, movie_genres: np.ndarray,
+                 movie_frequencies: tf.Tensor | None = None):
         super().__init__()
         self.user_tower = user_tower
         self.movie_tower = movie_tower
         self.rating_head = rating_head
         self.retrieval_weight = config.retrieval_weight
         self.rating_weight = config.rating_weight
+        self.vocabulary_genres = tf.constant(movie_genres, dtype=tf.float32)
+        self.movie_genres = tf.concat(
+            [self.vocabulary_genres, tf.zeros([1, features.NUM_GENRES])], axis=0)
         self.sampling_probability = None
-        self.catalogue_genres = None
-        if config.retrieval_negatives == "catalogue":
-            if catalogue_genres is None:
-                raise ValueError("retrieval_negatives='catalogue' needs the catalogue's genres.")
-            self.catalogue_genres = tf.constant(catalogue_genres, dtype=tf.float32)
-        elif config.retrieval_negatives != "in_batch":
+        if config.retrieval_negatives not in ("catalogue", "in_batch"):
             raise ValueError("retrieval_negatives must be 'in_batch' or 'catalogue', got "
                              f"{config.retrieval_negatives!r}.")
-        elif config.sampling_bias_correction and movie_frequencies is not None:
+        self.catalogue_negatives = config.retrieval_negatives == "catalogue"
+        self.catalogue_softmax_size = config.catalogue_softmax_size
+        self.sample_catalogue = len(movie_genres) > config.catalogue_softmax_size
+        if self.sample_catalogue and config.exclude_rated_negatives:
+            raise ValueError("exclude_rated_negatives needs a catalogue of at most "
+                             f"catalogue_softmax_size ({config.catalogue_softmax_size}) titles.")
+        if (not self.catalogue_negatives and config.sampling_bias_correction
+                and movie_frequencies is not None):
             frequencies = tf.cast(movie_frequencies, tf.float32) + 1.0
             self.sampling_probability = frequencies / tf.reduce_sum(frequencies)
         self.temperature = config.temperature
@@ -362,26 +428,49 @@ class MultiTaskRecommender(tfrs.Model):
 
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False):
         """(user vector at the request time, movie vector, predicted rating)."""
-        user_inputs = {name: inputs[name] for name in (features.USER_INDEX, features.TIMESTAMP)
-                       if name in inputs}
-        if training:  # every training example is in its user's history, which must not hold it
-            user_inputs[features.MOVIE_INDEX] = inputs[features.MOVIE_INDEX]
-        user_embedding, rating_vector = self.user_tower.vectors(user_inputs)
+        movie_index = inputs[features.MOVIE_INDEX]
+        # Every training example is in its user's history, which must not hold it.
+        user_embedding, rating_vector = self.user_tower.vectors(
+            inputs[features.USER_INDEX], inputs[features.TIMESTAMP],
+            left_out_movie=movie_index if training else None)
         movie_embedding = self.movie_tower({
-            features.MOVIE_INDEX: inputs[features.MOVIE_INDEX],
-            features.GENRES_MULTI_HOT: inputs[features.GENRES_MULTI_HOT]})
+            features.MOVIE_INDEX: movie_index,
+            features.GENRES_MULTI_HOT: tf.gather(self.movie_genres, movie_index)})
         return user_embedding, movie_embedding, self.rating_head(
             [rating_vector, movie_embedding])
+
+    def _sampled_retrieval_loss(self, user_embedding: tf.Tensor, movie_embedding: tf.Tensor,
+                                movie_index: tf.Tensor) -> tf.Tensor:
+        """Mean sampled-softmax cross-entropy of the rated movie against a uniform sample of
+        the vocabulary shared by the batch (the rated movie itself left out of the sample)."""
+        num_movies = self.vocabulary_genres.shape[0]
+        sample = tf.random.shuffle(tf.range(num_movies, dtype=tf.int64))[
+            :self.catalogue_softmax_size]
+        candidates = self.movie_tower({
+            features.MOVIE_INDEX: sample,
+            features.GENRES_MULTI_HOT: tf.gather(self.vocabulary_genres, sample)})
+        positive = tf.reduce_sum(user_embedding * movie_embedding, axis=1) / self.temperature
+        is_positive = movie_index[:, None] == sample[None, :]
+        # Each of an example's sampled negatives stands for (num_movies - 1) / (its number of
+        # negatives) titles of the full softmax's sum.
+        count = tf.cast(tf.shape(sample)[0], tf.float32) - tf.reduce_sum(
+            tf.cast(is_positive, tf.float32), axis=1, keepdims=True)
+        negatives = (tf.matmul(user_embedding, candidates, transpose_b=True) / self.temperature
+                     + tf.math.log((num_movies - 1) / count))
+        negatives = tf.where(is_positive, negatives.dtype.min, negatives)
+        logits = tf.concat([positive[:, None], negatives], axis=1)
+        return tf.reduce_mean(tf.reduce_logsumexp(logits, axis=1) - positive)
 
     def _catalogue_retrieval_loss(self, user_embedding: tf.Tensor,
                                   inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Mean softmax cross-entropy of the rated movie against every vocabulary movie."""
-        catalogue_ids = tf.range(tf.shape(self.catalogue_genres, out_type=tf.int64)[0])
+        catalogue_ids = tf.range(tf.shape(self.vocabulary_genres, out_type=tf.int64)[0])
         catalogue = self.movie_tower({features.MOVIE_INDEX: catalogue_ids,
-                                      features.GENRES_MULTI_HOT: self.catalogue_genres})
+                                      features.GENRES_MULTI_HOT: self.vocabulary_genres})
         logits = tf.matmul(user_embedding, catalogue, transpose_b=True) / self.temperature
         if self.exclude_rated_negatives:
-            rated = rated_mask(self.user_tower.history_movies, inputs[features.USER_INDEX],
+            rated = rated_mask(self.user_tower.history.as_ragged_movies(),
+                               inputs[features.USER_INDEX],
                                tf.shape(catalogue_ids, out_type=tf.int64)[0])
             target = tf.one_hot(inputs[features.MOVIE_INDEX], tf.shape(logits)[1],
                                 on_value=True, off_value=False)
@@ -391,29 +480,30 @@ class MultiTaskRecommender(tfrs.Model):
 
     def compute_loss(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         user_embedding, movie_embedding, rating = self(inputs, training=training)
-        if self.catalogue_genres is None:
+        if self.catalogue_negatives and self.sample_catalogue:
+            retrieval_loss = self._sampled_retrieval_loss(user_embedding, movie_embedding,
+                                                          inputs[features.MOVIE_INDEX])
+        elif self.catalogue_negatives:
+            retrieval_loss = self._catalogue_retrieval_loss(user_embedding, inputs)
+        else:
             sampling_probability = None if self.sampling_probability is None else tf.gather(
                 self.sampling_probability, inputs[features.MOVIE_INDEX])
             retrieval_loss = self.retrieval_task(
                 user_embedding, movie_embedding, candidate_ids=inputs[features.MOVIE_INDEX],
                 candidate_sampling_probability=sampling_probability,
                 compute_metrics=not training)
-        else:
-            retrieval_loss = self._catalogue_retrieval_loss(user_embedding, inputs)
         rating_loss = self.rating_task(labels=inputs[features.RATING_LABEL], predictions=rating)
         return self.retrieval_weight * retrieval_loss + self.rating_weight * rating_loss
 
 
-def build_model(num_users: int, num_movies: int, config: ModelConfig,
+def build_model(num_users: int, num_movies: int, config: ModelConfig, movie_genres: np.ndarray,
                 movie_frequencies: tf.Tensor | None = None,
                 user_histories: UserHistories | None = None,
-                catalogue_genres: tf.Tensor | None = None,
                 user_demographics: np.ndarray | None = None) -> MultiTaskRecommender:
-    """The compiled model. `movie_frequencies` [num_movies + 1] enables the logQ correction;
-    `user_histories` (what each user rated in training) the history term;
-    `catalogue_genres` [num_movies, NUM_GENRES] (genres by movie index) catalogue negatives;
-    `user_demographics` [num_users + 1, 3] (None where the dataset has none) the demographic
-    embeddings."""
+    """The compiled model. `movie_genres` [num_movies, NUM_GENRES] (genres by movie index);
+    `movie_frequencies` [num_movies + 1] enables the logQ correction; `user_histories` (what
+    each user rated in training) the history terms; `user_demographics` [num_users + 1, 3]
+    (None where the dataset has none) the demographic embeddings."""
     tf.keras.utils.set_random_seed(config.seed)
     if config.exclude_rated_negatives and not (config.user_history
                                                and config.retrieval_negatives == "catalogue"):
@@ -425,14 +515,17 @@ def build_model(num_users: int, num_movies: int, config: ModelConfig,
         raise ValueError("rating_history needs user_history.")
     if config.user_history and user_histories is None:
         raise ValueError("user_history needs the users' training histories.")
+    for name in ("taste_history_size", "recent_history_size", "catalogue_softmax_size"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
     demographics = None
     if config.user_demographics and user_demographics is not None:
         demographics = tf.constant(user_demographics, dtype=tf.int64)
     history = user_histories if config.user_history else None
     model = MultiTaskRecommender(UserTower(num_users, num_movies, config, history, demographics),
                                  build_movie_tower(num_movies, config),
-                                 build_rating_head(config), config, movie_frequencies,
-                                 catalogue_genres)
+                                 build_rating_head(config), config, movie_genres,
+                                 movie_frequencies)
     optimizers = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}
     if config.optimizer not in optimizers:
         raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got "

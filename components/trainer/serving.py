@@ -23,16 +23,14 @@ needs, with these signatures:
 
 Request time: `evaluation` scores each example at its own timestamp, and the `_at_time`
 signatures at the given ones (the session term, see ModelConfig's history_time_boundaries).
-The signatures that take user ids alone (`rating` included) weigh the session and rated terms
-uniformly: the exported histories are frozen at training time, so "now" is far from every
-rating in them anyway.
+The signatures that take user ids alone (`rating` included) ask as of model.LATEST_TIME: the
+exported histories are frozen at training time, so "now" is far from every rating in them
+anyway, and the session and rated terms weigh the user's latest ratings uniformly.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
-
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -89,7 +87,7 @@ class RecommenderModule(tf.Module):
     def __init__(self, tf_transform_output: tft.TFTransformOutput, user_tower: tf.keras.Model,
                  movie_tower: tf.keras.Model, rating_head: tf.keras.Model,
                  catalogue_titles: np.ndarray, catalogue_genres: tf.RaggedTensor,
-                 rated_rows: Sequence[Sequence[int]], top_k: int):
+                 rated_rows: tf.RaggedTensor, top_k: int):
         super().__init__()
         # Separate layers: TFT fixes the set of fed inputs of a layer on its first call.
         self.user_transform = tft.TransformFeaturesLayer(tf_transform_output)
@@ -116,7 +114,11 @@ class RecommenderModule(tf.Module):
             tf.lookup.KeyValueTensorInitializer(
                 self.catalogue_titles, tf.range(num_candidates, dtype=tf.int64)),
             default_value=num_candidates)
-        self.rated_rows = tf.ragged.constant(rated_rows, dtype=tf.int64, ragged_rank=1)
+        # Variables, not graph constants: at 25 M ratings a constant exceeds the graph's 2 GB.
+        self.rated_row_splits = tf.Variable(rated_rows.row_splits, trainable=False,
+                                            name="rated_row_splits")
+        self.rated_row_values = tf.Variable(rated_rows.values, trainable=False,
+                                            name="rated_row_values")
 
         self.scann = tfrs.layers.factorized_top_k.ScaNN(
             k=max(top_k, SCANN_RECALL_K), **scann_parameters(num_candidates))
@@ -126,17 +128,26 @@ class RecommenderModule(tf.Module):
         return self.user_transform(
             {features.USER_ID: tf.reshape(user_id, [-1, 1])})[features.USER_INDEX]
 
-    def _user_inputs(self, user_id: tf.Tensor,
-                     timestamp: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        inputs = {features.USER_INDEX: self._user_index(user_id)}
-        if timestamp is not None:
-            inputs[features.TIMESTAMP] = tf.reshape(timestamp, [-1])
-        return inputs
+    @property
+    def rated_rows(self) -> tf.RaggedTensor:
+        return tf.RaggedTensor.from_row_splits(self.rated_row_values, self.rated_row_splits,
+                                               validate=False)
+
+    def _user_vectors(self, user_id: tf.Tensor, timestamp: tf.Tensor | None = None
+                      ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(retrieval vector, rating vector, user index) at the request times (LATEST_TIME
+        when None)."""
+        user_index = self._user_index(user_id)
+        if timestamp is None:
+            timestamp = tf.fill(tf.shape(user_index), tf.constant(model_lib.LATEST_TIME,
+                                                                  tf.int64))
+        retrieval, rating = self.user_tower.vectors(user_index, tf.reshape(timestamp, [-1]))
+        return retrieval, rating, user_index
 
     def _user_embedding(self, user_id: tf.Tensor,
                         timestamp: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-        inputs = self._user_inputs(user_id, timestamp)
-        return self.user_tower(inputs), inputs[features.USER_INDEX]
+        retrieval, _, user_index = self._user_vectors(user_id, timestamp)
+        return retrieval, user_index
 
     def _exact_scores(self, user_embedding: tf.Tensor) -> tf.Tensor:
         candidates = self.movie_embeddings[:-1]
@@ -195,7 +206,7 @@ class RecommenderModule(tf.Module):
 
     def _rating(self, user_id: tf.Tensor, movie_title: tf.Tensor,
                 timestamp: tf.Tensor | None = None) -> dict:
-        _, user_vector = self.user_tower.vectors(self._user_inputs(user_id, timestamp))
+        _, user_vector, _ = self._user_vectors(user_id, timestamp)
         movie_embedding = tf.gather(self.movie_embeddings, self.title_to_row.lookup(movie_title))
         return {"rating": self.rating_head([user_vector, movie_embedding])}
 
@@ -213,9 +224,8 @@ class RecommenderModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate(self, examples):
         raw = tf.io.parse_example(examples, self.raw_feature_spec)
-        inputs = self._user_inputs(raw[features.USER_ID], raw[features.TIMESTAMP])
-        user_embedding, rating_vector = self.user_tower.vectors(inputs)
-        user_index = inputs[features.USER_INDEX]
+        user_embedding, rating_vector, user_index = self._user_vectors(
+            raw[features.USER_ID], raw[features.TIMESTAMP])
         rows = self.title_to_row.lookup(tf.reshape(raw[features.MOVIE_TITLE], [-1]))
         scores = self._exact_scores(user_embedding)
         num_candidates = tf.shape(scores, out_type=tf.int64)[1]

@@ -7,6 +7,7 @@ same graph serves training, the catalogue and raw-input serving.
 from __future__ import annotations
 
 import os
+import time
 
 from absl import logging
 import numpy as np
@@ -15,11 +16,11 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import features
+from components.trainer import histories as histories_lib
 from components.trainer import model as model_lib
 from components.trainer import serving
 
-MODEL_INPUTS = (features.USER_INDEX, features.MOVIE_INDEX, features.GENRES_MULTI_HOT,
-                features.RATING_LABEL)
+MODEL_INPUTS = (features.USER_INDEX, features.MOVIE_INDEX, features.RATING_LABEL)
 
 
 def split_file_pattern(train_file_pattern: str, split: str) -> str:
@@ -42,60 +43,67 @@ def is_validation(records: tf.Tensor, fraction: float) -> tf.Tensor:
     return tf.strings.to_hash_bucket_fast(records, 10_000) < int(round(fraction * 10_000))
 
 
-def transformed_dataset(records: tf.data.Dataset,
-                        tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
-    """Unbatched, cached model inputs: raw examples parsed and put through Transform's graph,
-    and the raw timestamp (the request time: nothing for Transform to learn from it)."""
+def model_inputs(records: tf.data.Dataset,
+                 tf_transform_output: tft.TFTransformOutput) -> dict[str, np.ndarray]:
+    """Raw examples parsed and put through Transform's graph in large batches, as numpy
+    columns: MODEL_INPUTS, the demographics where the dataset has them, and the raw timestamp
+    (the request time: nothing for Transform to learn from it)."""
     transform = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
+    raw_spec = {name: raw_spec[name] for name in (
+        features.USER_ID, features.MOVIE_TITLE, features.RATING, features.TIMESTAMP,
+        *features.DEMOGRAPHIC_FEATURES) if name in raw_spec}
 
     def parse_and_transform(batch):
         raw = tf.io.parse_example(batch, raw_spec)
         transformed = transform(raw)
-        inputs = {name: transformed[name] for name in (*MODEL_INPUTS, features.USER_DEMOGRAPHICS)
-                  if name in transformed}
-        inputs[features.TIMESTAMP] = tf.reshape(raw[features.TIMESTAMP], [-1])
-        return inputs
+        columns = {name: transformed[name] for name in (*MODEL_INPUTS, features.USER_DEMOGRAPHICS)
+                   if name in transformed}
+        columns[features.TIMESTAMP] = tf.reshape(raw[features.TIMESTAMP], [-1])
+        return columns
 
-    return records.batch(8192).map(parse_and_transform).unbatch().cache()
+    batches = list(records.batch(65536).map(parse_and_transform,
+                                            num_parallel_calls=tf.data.AUTOTUNE)
+                   .prefetch(2).as_numpy_iterator())
+    if not batches:
+        return {}
+    return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
 
 
-def user_histories(dataset: tf.data.Dataset, num_users: int) -> model_lib.UserHistories:
-    """For each user index (OOV last), the movies rated in `dataset`, when and how, in time
+def user_histories(inputs: dict[str, np.ndarray], num_users: int) -> histories_lib.UserHistories:
+    """For each user index (OOV last), the movies rated in `inputs`, when and how, in time
     order."""
-    rated: list[list[tuple[int, int, float]]] = [[] for _ in range(num_users + 1)]
-    for batch in dataset.batch(65536):
-        for user, movie, time, rating in zip(batch[features.USER_INDEX].numpy(),
-                                             batch[features.MOVIE_INDEX].numpy(),
-                                             batch[features.TIMESTAMP].numpy(),
-                                             batch[features.RATING_LABEL].numpy()):
-            rated[user].append((int(time), int(movie), float(rating)))
-    ordered = [sorted(rows) for rows in rated]
-    return model_lib.UserHistories([[movie for _, movie, _ in rows] for rows in ordered],
-                                   [[time for time, _, _ in rows] for rows in ordered],
-                                   [[rating for _, _, rating in rows] for rows in ordered])
+    if not inputs:
+        empty = np.zeros(0, np.int64)
+        return histories_lib.UserHistories.from_ratings(empty, empty, empty,
+                                                        np.zeros(0, np.float32), num_users)
+    return histories_lib.UserHistories.from_ratings(
+        inputs[features.USER_INDEX], inputs[features.MOVIE_INDEX], inputs[features.TIMESTAMP],
+        inputs[features.RATING_LABEL], num_users)
 
 
-def user_demographics(dataset: tf.data.Dataset, num_users: int) -> np.ndarray | None:
+def user_demographics(inputs: list[dict[str, np.ndarray]], num_users: int) -> np.ndarray | None:
     """[num_users + 1, 3] demographic indices per user index (None where the dataset has no
     demographics). Users without examples, and the OOV user, get each feature's extra
     "unknown" index."""
-    if features.USER_DEMOGRAPHICS not in dataset.element_spec:
+    if not any(features.USER_DEMOGRAPHICS in columns for columns in inputs):
         return None
     table = np.tile(np.array(features.DEMOGRAPHIC_SIZES, dtype=np.int64), (num_users + 1, 1))
-    for batch in dataset.batch(65536):
-        table[batch[features.USER_INDEX].numpy()] = batch[features.USER_DEMOGRAPHICS].numpy()
+    for columns in inputs:
+        if columns:
+            table[columns[features.USER_INDEX]] = columns[features.USER_DEMOGRAPHICS]
     return table
 
 
-def rated_catalogue_rows(histories: model_lib.UserHistories, movie_vocabulary: list[bytes],
-                         catalogue_titles: np.ndarray) -> list[list[int]]:
+def rated_catalogue_rows(histories: histories_lib.UserHistories, movie_vocabulary: list[bytes],
+                         catalogue_titles: np.ndarray) -> tf.RaggedTensor:
     """The titles each user rated as sorted, distinct catalogue rows (titles outside the
-    vocabulary dropped)."""
+    vocabulary dropped), [num_users + 1, None]."""
     row_of_title = {title: row for row, title in enumerate(catalogue_titles)}
-    row_of_movie_index = [row_of_title.get(title, -1) for title in movie_vocabulary] + [-1]
-    return [sorted({row_of_movie_index[m] for m in movies if row_of_movie_index[m] >= 0})
-            for movies in histories.movies]
+    row_of_movie = np.array([row_of_title.get(title, -1) for title in movie_vocabulary] + [-1],
+                            dtype=np.int64)
+    row_splits, rows = histories.distinct_rows(row_of_movie)
+    return tf.RaggedTensor.from_row_splits(rows, row_splits)
 
 
 def genres_by_movie_index(tf_transform_output: tft.TFTransformOutput,
@@ -126,45 +134,51 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     user_vocabulary = tf_transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movie_vocabulary = tf_transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
     records = read_records(train_file_patterns)
-    fit_part = transformed_dataset(
+    fit_part = model_inputs(
         records.filter(lambda r: ~is_validation(r, config.validation_fraction)),
         tf_transform_output)
-    validation = transformed_dataset(
+    validation = model_inputs(
         records.filter(lambda r: is_validation(r, config.validation_fraction)),
         tf_transform_output)
+    if not fit_part:
+        raise ValueError(f"No training examples in {train_file_patterns}.")
     catalogue_titles, catalogue_genres = serving.read_catalogue(
         split_file_pattern(train_file_patterns[0], features.MOVIES_SPLIT))
     fit_histories = user_histories(fit_part, len(user_vocabulary))
-    if not any(fit_histories.movies):
-        raise ValueError(f"No training examples in {train_file_patterns}.")
     served_histories = fit_histories
     if serve_validation_ratings:
         served_histories = fit_histories.merged(user_histories(validation,
                                                                len(user_vocabulary)))
 
-    movie_frequencies = np.zeros(len(movie_vocabulary) + 1)
-    for batch in fit_part.batch(65536):
-        np.add.at(movie_frequencies, batch[features.MOVIE_INDEX].numpy(), 1)
+    movie_frequencies = np.bincount(fit_part[features.MOVIE_INDEX],
+                                    minlength=len(movie_vocabulary) + 1)
     model = model_lib.build_model(
-        len(user_vocabulary), len(movie_vocabulary), config, movie_frequencies, fit_histories,
+        len(user_vocabulary), len(movie_vocabulary), config,
         genres_by_movie_index(tf_transform_output, catalogue_titles, catalogue_genres,
                               len(movie_vocabulary)),
-        user_demographics(fit_part.concatenate(validation), len(user_vocabulary)))
+        movie_frequencies, fit_histories,
+        user_demographics([fit_part, validation], len(user_vocabulary)))
     callbacks = [tf.keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.early_stopping_patience,
         restore_best_weights=True)]
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
-    model.fit(
-        fit_part.shuffle(200_000, seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size).prefetch(tf.data.AUTOTUNE),
-        validation_data=validation.batch(config.batch_size),
+    columns = (*MODEL_INPUTS, features.TIMESTAMP)
+    started = time.perf_counter()
+    history = model.fit(
+        {name: fit_part[name] for name in columns}, batch_size=config.batch_size, shuffle=True,
+        validation_data=({name: validation[name] for name in columns},) if validation else None,
         epochs=config.epochs, verbose=2, callbacks=callbacks)
-    for term, weights in model.user_tower.learnt_time_weights().items():
+    seconds, epochs = time.perf_counter() - started, len(history.epoch)
+    examples = len(fit_part[features.USER_INDEX])
+    logging.info("Trained %d epochs of %d examples in %.1f s: %.0f examples/s (validation "
+                 "included)", epochs, examples, seconds, epochs * examples / seconds)
+    for term, weights in model.user_tower.learnt_time_weights(
+            config.history_time_boundaries).items():
         logging.info("Learnt %s term weights, by time before the request (from 1 s, %s s): %s",
                      term, config.history_time_boundaries, [float(f"{w:.4g}") for w in weights])
     if config.user_history:
-        model.user_tower.set_history(served_histories)
+        model.user_tower.history.assign(served_histories)
     return serving.RecommenderModule(
         tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,
         catalogue_titles, catalogue_genres,

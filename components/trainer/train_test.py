@@ -15,24 +15,19 @@ def test_split_file_pattern_points_at_the_sibling_split():
 
 
 def _ratings(users, movies, times, ratings=None):
-    return tf.data.Dataset.from_tensor_slices({
-        features.USER_INDEX: np.array(users, dtype="int64"),
-        features.MOVIE_INDEX: np.array(movies, dtype="int64"),
-        features.TIMESTAMP: np.array(times, dtype="int64"),
-        features.RATING_LABEL: np.array(ratings or [3.0] * len(users), dtype="float32")})
+    return {features.USER_INDEX: np.array(users, dtype="int64"),
+            features.MOVIE_INDEX: np.array(movies, dtype="int64"),
+            features.TIMESTAMP: np.array(times, dtype="int64"),
+            features.RATING_LABEL: np.array(ratings or [3.0] * len(users), dtype="float32")}
 
 
-def test_histories_are_in_time_order_and_merge_in_time_order():
+def test_histories_are_in_time_order_per_user():
     histories = train.user_histories(
         _ratings([0, 0, 1, 2], [1, 0, 1, 2], [50, 40, 7, 9], [1.0, 2.0, 3.0, 4.0]), num_users=2)
-    assert histories.movies == [[0, 1], [1], [2]] and histories.times == [[40, 50], [7], [9]]
-    assert histories.ratings == [[2.0, 1.0], [3.0], [4.0]]
-    assert histories.mean_rating() == 2.5
-    merged = histories.merged(train.user_histories(_ratings([0, 1], [3, 0], [45, 1], [5.0, 0.5]),
-                                                   2))
-    assert merged.movies == [[0, 3, 1], [0, 1], [2]]
-    assert merged.times == [[40, 45, 50], [1, 7], [9]]
-    assert merged.ratings == [[2.0, 5.0, 1.0], [0.5, 3.0], [4.0]]
+    assert histories.row_splits.tolist() == [0, 2, 3, 4]
+    assert histories.movies.tolist() == [0, 1, 1, 2] and histories.times.tolist() == [40, 50, 7, 9]
+    assert histories.ratings.tolist() == [2.0, 1.0, 3.0, 4.0]
+    assert train.user_histories({}, num_users=2).row_splits.tolist() == [0, 0, 0, 0]
 
 
 def test_rated_catalogue_rows_are_distinct_catalogue_rows():
@@ -40,18 +35,18 @@ def test_rated_catalogue_rows_are_distinct_catalogue_rows():
         _ratings([0, 0, 0, 1, 2], [1, 0, 1, 1, 2], [1, 2, 3, 4, 5]), num_users=2)
     vocabulary = [b"B", b"A"]  # index 2 is the out-of-vocabulary bucket
     catalogue = np.array([b"A", b"B", b"C"], dtype=object)
-    assert train.rated_catalogue_rows(histories, vocabulary, catalogue) == [[0, 1], [0], []]
+    assert train.rated_catalogue_rows(histories, vocabulary, catalogue).to_list() == [
+        [0, 1], [0], []]
 
 
 def test_user_demographics_table_marks_unseen_users_unknown():
-    dataset = tf.data.Dataset.from_tensor_slices({
-        features.USER_INDEX: np.array([1, 1], dtype="int64"),
-        features.USER_DEMOGRAPHICS: np.array([[1, 2, 3], [1, 2, 3]], dtype="int64")})
+    columns = {features.USER_INDEX: np.array([1, 1], dtype="int64"),
+               features.USER_DEMOGRAPHICS: np.array([[1, 2, 3], [1, 2, 3]], dtype="int64")}
     unknown = list(features.DEMOGRAPHIC_SIZES)
-    assert train.user_demographics(dataset, num_users=2).tolist() == [
+    assert train.user_demographics([columns, {}], num_users=2).tolist() == [
         unknown, [1, 2, 3], unknown]
-    without = dataset.map(lambda row: {features.USER_INDEX: row[features.USER_INDEX]})
-    assert train.user_demographics(without, num_users=2) is None
+    without = {features.USER_INDEX: columns[features.USER_INDEX]}
+    assert train.user_demographics([without], num_users=2) is None
 
 
 def test_read_catalogue_keeps_first_of_duplicate_titles(tmp_path):
@@ -76,7 +71,6 @@ def test_scann_parameters_scale_with_the_catalogue():
     assert serving.scann_parameters(1_664)["num_leaves_to_search"] == 31
     assert large["num_leaves_to_search"] == 75
     assert small["num_reordering_candidates"] == 50
-
 
 
 def test_genres_by_movie_index_follows_the_transform_vocabulary(tmp_path):
