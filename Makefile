@@ -4,7 +4,7 @@ VENV_PYTHON := .venv/bin/python
 OUTPUT_DIR ?= output
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint lock demo run bench
+.PHONY: setup test lint lock demo run bench bench-speed
 
 setup:
 	@$(PYTHON_BASE) scripts/setup_env.py
@@ -30,6 +30,11 @@ bench: setup
 		.tools/uv-*/bin/uv sync --quiet --frozen --group bench \
 		--python $(VENV_PYTHON)
 	$(VENV_PYTHON) -m benchmarks.quality --raw-dir $(RAW_DIR)
+
+# Pipeline cost, cold and cached, on ml-100k (real with RAW_DIR, else synthetic) and on a
+# synthetic ml-1m-shaped set: make bench-speed RAW_DIR=path/to/ml-100k [SPEED_ARGS=--with-ml-25m]
+bench-speed: setup
+	$(VENV_PYTHON) -m benchmarks.pipeline_speed $(if $(RAW_DIR),--raw-dir $(RAW_DIR)) $(SPEED_ARGS)
 
 lint: setup
 	$(VENV_PYTHON) -m ruff check .

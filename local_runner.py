@@ -19,7 +19,8 @@ import time
 from absl import logging as absl_logging
 
 from pipeline import configs  # first: sets up the TF stack
-from tfx import v1 as tfx
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+from tfx.orchestration.pipeline import Pipeline
 
 import schemas
 from components import stack
@@ -98,7 +99,7 @@ def beam_pipeline_args(workers: int) -> list[str]:
     return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
 
 
-def build_pipeline(args: argparse.Namespace) -> tfx.dsl.Pipeline:
+def build_pipeline(args: argparse.Namespace) -> Pipeline:
     tfds_source.parse_dataset_name(args.dataset)  # fail fast on an unknown config
     output_dir = os.path.abspath(args.output_dir)
     raw_dir = args.raw_dir and os.path.abspath(args.raw_dir)
@@ -151,7 +152,7 @@ def main(argv: list[str]) -> int:
     show_progress()
     started = time.time()
     try:
-        tfx.orchestration.LocalDagRunner().run(build_pipeline(args))
+        LocalDagRunner().run(build_pipeline(args))
     except Exception as error:  # the message names the problem and, inside a run, its component
         print(f"\nPipeline failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1

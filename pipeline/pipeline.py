@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
-from tfx import v1 as tfx
+# TFX's own modules rather than `tfx.v1`, which also imports the Google Cloud clients (15 s)
+# that only a Vertex AI Training run needs.
+from tfx.components import Evaluator, Pusher, StatisticsGen, Trainer, Transform
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import pusher_pb2, trainer_pb2, transform_pb2
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from components import features
 from components.example_gen.component import TfdsExampleGen
@@ -42,7 +53,7 @@ def create_pipeline(
     vertex_training_region: str | None = None,
     vertex_training_job_spec: dict | None = None,
     baseline_excludes_candidate: bool = True,
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
     """The whole graph. `vertex_training_*` swap the Trainer's executor for a Vertex AI
     Training job (region, and a CustomJob spec: worker pool machine, accelerator, image).
     `baseline_excludes_candidate`: the Evaluator's baseline is the latest blessed model other
@@ -54,10 +65,10 @@ def create_pipeline(
                                  raw_dir=raw_dir)
 
     # Statistics of every split, for validation and for inspection.
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
 
     # The curated schema from schemas/.
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
+    schema_gen = ImportSchemaGen(schema_file=schema_path)
 
     # Stops the run when the rating splits break the schema (the catalogue has its own shape).
     example_validator = StrictExampleValidator(
@@ -66,57 +77,59 @@ def create_pipeline(
 
     # Vocabularies and feature transforms, analysed on the training split only. The Trainer
     # applies the graph itself, so no transformed copy of the examples is written.
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=preprocessing_fn, materialize=False,
-        splits_config=tfx.proto.SplitsConfig(analyze=[features.TRAIN_SPLIT]),
+        splits_config=transform_pb2.SplitsConfig(analyze=[features.TRAIN_SPLIT]),
         custom_config={SOURCE_FINGERPRINT_KEY: step_source_fingerprint(preprocessing_fn)})
     transform.add_upstream_node(example_validator)
 
     # The multi-task TFRS model, exported with its ScaNN index and serving signatures.
-    trainer_class, custom_config = tfx.components.Trainer, {
+    trainer_class, custom_config = Trainer, {
         CUSTOM_CONFIG_KEY: hyperparameters,
         SOURCE_FINGERPRINT_KEY: step_source_fingerprint(run_fn)}
     if vertex_training_job_spec:
-        trainer_class = tfx.extensions.google_cloud_ai_platform.Trainer
+        from tfx.v1.extensions import google_cloud_ai_platform as vertex
+
+        trainer_class = vertex.Trainer
         custom_config.update({
-            tfx.extensions.google_cloud_ai_platform.ENABLE_VERTEX_KEY: True,
-            tfx.extensions.google_cloud_ai_platform.VERTEX_REGION_KEY: vertex_training_region,
-            tfx.extensions.google_cloud_ai_platform.TRAINING_ARGS_KEY: vertex_training_job_spec,
+            vertex.ENABLE_VERTEX_KEY: True,
+            vertex.VERTEX_REGION_KEY: vertex_training_region,
+            vertex.TRAINING_ARGS_KEY: vertex_training_job_spec,
         })
     trainer = trainer_class(
         run_fn=run_fn, examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
-        eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+        train_args=trainer_pb2.TrainArgs(splits=[features.TRAIN_SPLIT]),
+        eval_args=trainer_pb2.EvalArgs(splits=[features.EVAL_SPLIT]),
         custom_config=custom_config)
 
     # The latest blessed model (other than the candidate, resolved after training to tell it
     # apart): the baseline that the candidate must not fall behind.
-    model_resolver = tfx.dsl.Resolver(
+    model_resolver = Resolver(
         strategy_class=(LatestBlessedModelOtherThanCandidateStrategy
                         if baseline_excludes_candidate
-                        else tfx.dsl.experimental.LatestBlessedModelStrategy),
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+                        else LatestBlessedModelStrategy),
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
     if baseline_excludes_candidate:
         model_resolver.add_upstream_node(trainer)
 
     # Top-k accuracy over the whole catalogue, RMSE, ScaNN recall; blesses or rejects.
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"], eval_config=eval_config,
         example_splits=[features.EVAL_SPLIT], module_path=evaluator_module)
 
     # Copies a blessed model to <serving_model_dir>/<version>/; a rejected one goes nowhere.
-    pusher = tfx.components.Pusher(
+    pusher = Pusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_model_dir)))
 
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=pipeline_name, pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
                     trainer, model_resolver, evaluator, pusher],
