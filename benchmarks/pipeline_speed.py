@@ -10,7 +10,8 @@ synthetic sets shaped like `ml-1m` and `ml-25m` (components/example_gen/syntheti
 published user and title counts, heavy-tailed activity, Zipf popularity, sittings), written in
 their own GroupLens formats. ml-25m is opt-in and runs under a time limit: its row reports how
 far the pipeline got. Prints a Markdown table; writes benchmarks/results/pipeline_speed.json and
-pipeline_speed.md.
+pipeline_speed.md, and puts the table in the README between its pipeline_speed markers
+(`--report` does only that, from the saved JSON).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ SIZES = ("ml-100k", "ml-1m", "ml-25m")
 DATASETS = {"ml-100k": ("100k", "movielens/100k-ratings"), "ml-1m": ("1m", "movielens/1m-ratings"),
             "ml-25m": ("25m", "movielens/25m-ratings")}
 COMPONENTS = ("TfdsExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher")
-TRAINER_LINE = re.compile(r"Trained (\d+) epochs of (\d+) examples in ([\d.]+) s: (\d+) examples/s")
+README_MARKERS = ("<!-- pipeline_speed:start -->", "<!-- pipeline_speed:end -->")
+TRAINER_LINE = re.compile(
+    r"Trained on (\d+) examples \(([\d.]+) passes over (\d+)\) in ([\d.]+) s: (\d+) examples/s")
 
 
 def synthetic_raw_dir(size: str, work_dir: Path) -> Path:
@@ -106,9 +109,10 @@ def measure(size: str, raw_dir: Path, work_dir: Path, limit_s: float) -> dict:
         }
         trainer = TRAINER_LINE.search(result["output"])
         if trainer:
-            epochs, examples, seconds, per_second = trainer.groups()
-            row[phase]["trainer"] = {"epochs": int(epochs), "fit_examples": int(examples),
-                                     "fit_s": float(seconds), "examples_per_s": int(per_second)}
+            trained, passes, examples, seconds, per_second = trainer.groups()
+            row[phase]["trainer"] = {"trained_examples": int(trained), "passes": float(passes),
+                                     "fit_examples": int(examples), "fit_s": float(seconds),
+                                     "examples_per_s": int(per_second)}
         if result["exit_code"] != 0:
             break
     models = output_dir / "serving_model"
@@ -117,6 +121,16 @@ def measure(size: str, raw_dir: Path, work_dir: Path, limit_s: float) -> dict:
     if versions:
         row["saved_model_mb"] = round(directory_megabytes(versions[-1]), 1)
     return row
+
+
+def source_commit() -> str:
+    """The commit measured, marked `+changes` when the tree differs from it."""
+    def git(*arguments):
+        return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "components", "pipeline")
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if dirty else "")
 
 
 def import_seconds() -> float:
@@ -129,7 +143,7 @@ def import_seconds() -> float:
 
 
 def markdown(rows: list[dict], imports_s: float) -> str:
-    header = ["size", "phase", *COMPONENTS, "components", "pipeline", "process",
+    header = ["size", "commit", "phase", *COMPONENTS, "components", "pipeline", "process",
               "peak RSS GB", "Trainer examples/s", "SavedModel MB"]
     lines = [f"Imports of the stack (`import local_runner`, fresh process): {imports_s} s.", "",
              "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -148,7 +162,8 @@ def markdown(rows: list[dict], imports_s: float) -> str:
                 " (time limit)" if run["timed_out"] else f" (exit {run['exit_code']})")
             trainer = run.get("trainer", {}).get("examples_per_s", "")
             lines.append("| " + " | ".join([
-                row["size"], phase + status, *cells, f"{run['components_total_s']:.1f}",
+                row["size"], row.get("commit", ""), phase + status, *cells,
+                f"{run['components_total_s']:.1f}",
                 str(run["pipeline_s"] or ""), f"{run['process_s']:.0f}",
                 str(run["peak_rss_gb"] or ""), str(trainer),
                 str(row.get("saved_model_mb", "")) if phase == "cold" else ""]) + " |")
@@ -165,7 +180,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ml-25m-limit-s", type=float, default=3600,
                         help="time limit of each ml-25m run (default 1 h)")
     parser.add_argument("--work-dir", default=str(ROOT / "benchmarks" / ".speed_runs"))
+    parser.add_argument("--report", action="store_true",
+                        help="only render the saved results into the Markdown and the README")
     args = parser.parse_args(argv)
+    if args.report:
+        report(json.loads((RESULTS / "pipeline_speed.json").read_text()))
+        return 0
     sizes = list(dict.fromkeys(args.sizes + (["ml-25m"] if args.with_ml_25m else [])))
     work_dir = Path(args.work_dir)
     rows = []
@@ -174,20 +194,33 @@ def main(argv: list[str]) -> int:
                    else synthetic_raw_dir(size, work_dir))
         limit = args.ml_25m_limit_s if size == "ml-25m" else 3 * 3600
         rows.append({**measure(size, raw_dir, work_dir, limit),
-                     "data": "real" if size == "ml-100k" and args.raw_dir else "synthetic"})
-    imports_s = import_seconds()
-    table = markdown(rows, imports_s)
-    print("\n" + table)
+                     "data": "real" if size == "ml-100k" and args.raw_dir else "synthetic",
+                     "commit": source_commit(), "measured": time.strftime("%Y-%m-%d")})
+    saved = RESULTS / "pipeline_speed.json"
+    kept = [row for row in (json.loads(saved.read_text())["rows"] if saved.exists() else [])
+            if row["size"] not in sizes]
+    results = {"measured": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores",
+               "imports_s": import_seconds(),
+               "rows": sorted(kept + rows, key=lambda row: SIZES.index(row["size"]))}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    measured = time.strftime("%Y-%m-%d")
-    (RESULTS / "pipeline_speed.json").write_text(json.dumps(
-        {"measured": measured, "machine": f"{os.cpu_count()} cores", "imports_s": imports_s,
-         "rows": rows}, indent=1))
-    (RESULTS / "pipeline_speed.md").write_text(
-        f"# Pipeline speed ({measured}, {os.cpu_count()} cores)\n\n"
-        "Generated by `make bench-speed`; seconds per component from ML Metadata.\n\n"
-        + table + "\n")
+    (RESULTS / "pipeline_speed.json").write_text(json.dumps(results, indent=1))
+    report(results)
     return 0
+
+
+def report(results: dict) -> None:
+    """Prints the table and writes it to pipeline_speed.md and the README."""
+    table = (f"Measured {results['measured']} on {results['machine']} by `make bench-speed` (each "
+             "row at the commit it names); seconds per component from ML Metadata.\n\n"
+             + markdown(results["rows"], results["imports_s"]))
+    print("\n" + table)
+    (RESULTS / "pipeline_speed.md").write_text(f"# Pipeline speed\n\n{table}\n")
+    readme = (ROOT / "README.md").read_text()
+    start, end = README_MARKERS
+    if start in readme and end in readme:
+        before, rest = readme.split(start, 1)
+        (ROOT / "README.md").write_text(
+            f"{before}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
 
 
 if __name__ == "__main__":

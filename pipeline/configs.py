@@ -44,8 +44,11 @@ L2_REGULARIZATION = 1e-4
 OPTIMIZER = "adam"
 LEARNING_RATE = 0.01
 BATCH_SIZE = 1024
-EPOCHS = 30  # at most: early stopping on the validation slice usually ends training sooner
+EPOCHS = 30  # passes at most: early stopping on the validation slice ends training sooner
 VALIDATION_FRACTION = 0.1
+# The validation loss is checked after every pass, or every this many examples if a pass is
+# longer, so that early stopping's patience costs a bounded amount of training on large data.
+VALIDATION_INTERVAL = 250_000
 EARLY_STOPPING_PATIENCE = 4
 TRAINING_SEED = 42
 SERVING_TOP_K = 10
@@ -64,7 +67,7 @@ HYPERPARAMETERS = {  # the Trainer's custom_config: ModelConfig's fields
     "user_demographics": USER_DEMOGRAPHICS,
     "l2_regularization": L2_REGULARIZATION, "optimizer": OPTIMIZER,
     "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE, "epochs": EPOCHS,
-    "validation_fraction": VALIDATION_FRACTION,
+    "validation_fraction": VALIDATION_FRACTION, "validation_interval": VALIDATION_INTERVAL,
     "early_stopping_patience": EARLY_STOPPING_PATIENCE, "seed": TRAINING_SEED,
     "top_k": SERVING_TOP_K,
 }

@@ -51,14 +51,16 @@ def eval_mask(user_ids: np.ndarray, movie_ids: np.ndarray, timestamps: np.ndarra
 
 
 def to_record_batch(batch: dict[str, Any]) -> pa.RecordBatch:
-    """A batch of TFDS features (numpy columns; ragged or 2-D ones for sequences) as an Arrow record
-    batch of list columns, as tfx_bsl encodes them: strings -> bytes, floats -> float32, ints
-    and bools -> int64."""
+    """A batch of TFDS features (numpy columns; for sequences, arrays of arrays or 2-D) as an
+    Arrow record batch of list columns, as tfx_bsl encodes them: strings -> bytes, floats ->
+    float32, ints and bools -> int64."""
     arrays, names = [], []
     for name, column in sorted(batch.items()):
-        if isinstance(column, tf.compat.v1.ragged.RaggedTensorValue):
-            values, offsets = column.values, column.row_splits
-        else:  # a sequence whose rows happen to have one length comes as a 2-D array
+        if column.dtype == object and len(column) and isinstance(column[0], np.ndarray):
+            # a sequence feature: one array per row
+            values = np.concatenate(list(column))
+            offsets = np.concatenate([[0], np.cumsum([len(row) for row in column])])
+        else:  # a scalar feature, or a sequence whose rows all have one length (2-D)
             width = column.shape[1] if column.ndim == 2 else 1
             values, offsets = column.reshape(-1), np.arange(len(column) + 1) * width
         if values.dtype.kind in "SUO":

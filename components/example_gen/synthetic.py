@@ -180,8 +180,8 @@ def generate_heavy_tailed(shape: Shape, num_groups: int = 20, seed: int = 0,
 
     titles = [f"Movie {movie + 1} ({1950 + (movie * 7) % 48})" for movie in
               range(shape.num_movies)]
-    genres = [sorted({1 + (group * 3 + offset) % (len(GENRES) - 1) for offset in (0, 1)})
-              for group in movie_group]
+    genres = [sorted({1 + (group * 3 + offset) % (len(GENRES) - 1) for offset in range(count)})
+              for group, count in zip(movie_group, rng.integers(1, 4, shape.num_movies))]
     ages = rng.integers(7, 74, shape.num_users).tolist()
     genders = np.where(rng.random(shape.num_users) < 0.7, "M", "F").tolist()
     occupations = (user_group % len(OCCUPATIONS_100K)).tolist()

@@ -82,8 +82,12 @@ class ModelConfig:
     batch_size: int = 4096
     # Training stops when the validation loss (both tasks' weighted loss, without the L2
     # penalty, on a slice carved from the training split, never the eval split) has not
-    # improved for `early_stopping_patience` epochs; the best weights are kept.
+    # improved for `early_stopping_patience` checks; the best weights are kept. It is checked
+    # after every pass over the data, or every `validation_interval` examples when a pass is
+    # longer (ml-1m: about 3 checks a pass), so that patience costs a bounded number of examples
+    # whatever the dataset's size. `epochs`: the most passes.
     epochs: int = 3
+    validation_interval: int = 250_000
     validation_fraction: float = 0.1
     early_stopping_patience: int = 2
     seed: int = 42

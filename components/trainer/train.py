@@ -70,6 +70,25 @@ def model_inputs(records: tf.data.Dataset,
     return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
 
 
+def shuffled_batches(columns: dict[str, np.ndarray], batch_size: int,
+                     seed: int) -> tf.data.Dataset:
+    """Endless batches of `columns`: each pass over them in a new order (seeded), its last
+    batch partial. Batches are gathered by index, never element by element."""
+    size = len(next(iter(columns.values())))
+    tensors = {name: tf.constant(values) for name, values in columns.items()}
+    num_batches = -(-size // batch_size)
+
+    def batches_of_one_pass(pass_seed):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(size, dtype=tf.int64), seed=tf.stack([pass_seed, tf.constant(0, tf.int64)]))
+        return tf.data.Dataset.range(num_batches).map(
+            lambda batch: order[batch * batch_size:(batch + 1) * batch_size])
+
+    return (tf.data.Dataset.random(seed=seed).flat_map(batches_of_one_pass)
+            .map(lambda rows: {name: tf.gather(tensor, rows) for name, tensor in tensors.items()})
+            .prefetch(2))
+
+
 def user_histories(inputs: dict[str, np.ndarray], num_users: int) -> histories_lib.UserHistories:
     """For each user index (OOV last), the movies rated in `inputs`, when and how, in time
     order."""
@@ -164,15 +183,25 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     columns = (*MODEL_INPUTS, features.TIMESTAMP)
+    examples = len(fit_part[features.USER_INDEX])
+    interval = min(examples, config.validation_interval)
+    steps_per_check = -(-interval // config.batch_size)
     started = time.perf_counter()
     history = model.fit(
-        {name: fit_part[name] for name in columns}, batch_size=config.batch_size, shuffle=True,
-        validation_data=({name: validation[name] for name in columns},) if validation else None,
-        epochs=config.epochs, verbose=2, callbacks=callbacks)
-    seconds, epochs = time.perf_counter() - started, len(history.epoch)
-    examples = len(fit_part[features.USER_INDEX])
-    logging.info("Trained %d epochs of %d examples in %.1f s: %.0f examples/s (validation "
-                 "included)", epochs, examples, seconds, epochs * examples / seconds)
+        shuffled_batches({name: fit_part[name] for name in columns}, config.batch_size,
+                         config.seed),
+        steps_per_epoch=steps_per_check, epochs=-(-config.epochs * examples // interval),
+        validation_data=tf.data.Dataset.from_tensor_slices(
+            {name: validation[name] for name in columns}).batch(config.batch_size)
+        if validation else None,
+        verbose=2, callbacks=callbacks)
+    seconds = time.perf_counter() - started
+    # A check is one pass (its last batch partial), or steps_per_check full batches.
+    trained = len(history.epoch) * (examples if interval == examples
+                                    else steps_per_check * config.batch_size)
+    logging.info("Trained on %d examples (%.1f passes over %d) in %.1f s: %.0f examples/s "
+                 "(validation included)", trained, trained / examples, examples, seconds,
+                 trained / seconds)
     for term, weights in model.user_tower.learnt_time_weights(
             config.history_time_boundaries).items():
         logging.info("Learnt %s term weights, by time before the request (from 1 s, %s s): %s",

@@ -21,6 +21,19 @@ def _ratings(users, movies, times, ratings=None):
             features.RATING_LABEL: np.array(ratings or [3.0] * len(users), dtype="float32")}
 
 
+def test_shuffled_batches_cover_every_row_once_a_pass_in_a_seeded_order():
+    columns = {"row": np.arange(10), "double": np.arange(10) * 2}
+    batches = [batch for _, batch in zip(range(8), train.shuffled_batches(columns, 4, seed=1)
+                                         .as_numpy_iterator())]
+    assert [len(batch["row"]) for batch in batches] == [4, 4, 2] * 2 + [4, 4]
+    first, second = (np.concatenate([b["row"] for b in batches[i:i + 3]]) for i in (0, 3))
+    assert sorted(first) == sorted(second) == list(range(10))
+    assert first.tolist() != second.tolist()  # a new order every pass
+    assert all((batch["double"] == batch["row"] * 2).all() for batch in batches)
+    again = next(train.shuffled_batches(columns, 4, seed=1).as_numpy_iterator())
+    assert again["row"].tolist() == batches[0]["row"].tolist()
+
+
 def test_histories_are_in_time_order_per_user():
     histories = train.user_histories(
         _ratings([0, 0, 1, 2], [1, 0, 1, 2], [50, 40, 7, 9], [1.0, 2.0, 3.0, 4.0]), num_users=2)
