@@ -236,8 +236,9 @@ class UserTower(tf.keras.Model):
     weights of their own (uniform without history_time_boundaries).
     The last component of each vector is a constant 1 that meets the movie bias in the dot
     product. Only ratings made strictly before the request enter the recent terms: a live
-    system has no later ones. A request at LATEST_TIME (the user-id-only signatures) sees the
-    latest ratings, all in the oldest time bucket.
+    system has no later ones. A request at LATEST_TIME (the user-id-only signatures: no request
+    time) has no session to follow: its recent terms read `recent_history_size` ratings spread
+    over the whole history instead, all in the oldest time bucket, so weighed uniformly.
     """
 
     def __init__(self, num_users: int, num_movies: int, config: ModelConfig,
@@ -319,6 +320,12 @@ class UserTower(tf.keras.Model):
             if self.session_embedding is not None or self.rated_embedding is not None:
                 positions, valid = self.history.earlier(user_index, request_time,
                                                         self.recent_history_size)
+                # No request time: no session to follow, the whole history speaks.
+                untimed = (clamp_time(request_time) >= LATEST_TIME)[:, None]
+                spread_positions, spread_valid = self.history.spread(user_index,
+                                                                     self.recent_history_size)
+                positions = tf.where(untimed, spread_positions, positions)
+                valid = tf.where(untimed, spread_valid, valid)
                 movies = tf.gather(self.history.movies, positions)
                 valid = tf.cast(valid, tf.float32)
                 gaps = (clamp_time(request_time)[:, None]

@@ -164,9 +164,13 @@ def test_session_term_weighs_the_latest_earlier_ratings_by_time_to_the_request()
     np.testing.assert_allclose(retrieval(1_030), taste + session[0], rtol=1e-5)
     np.testing.assert_allclose(retrieval(87_400), taste + session[0], rtol=1e-5)
     np.testing.assert_allclose(retrieval(1_000), taste, rtol=1e-5)
-    # The end of time (the user-id-only signatures): the latest ratings, in the oldest bucket.
-    np.testing.assert_allclose(retrieval(model_lib.LATEST_TIME),
+    # 90 days later: the window holds the 2 latest ratings, all in the oldest bucket.
+    np.testing.assert_allclose(retrieval(87_430 + 90 * 86_400),
                                taste + (session[1] + session[2]) / 2, rtol=1e-5)
+    # No request time (the end of time, as the user-id-only signatures ask): the window is
+    # spread over the whole history (positions 0 and 2 of 3), weighed uniformly.
+    np.testing.assert_allclose(retrieval(model_lib.LATEST_TIME),
+                               taste + (session[0] + session[2]) / 2, rtol=1e-5)
     np.testing.assert_allclose(retrieval(np.iinfo(np.int64).max), retrieval(model_lib.LATEST_TIME))
     np.testing.assert_allclose(retrieval(np.iinfo(np.int64).min), taste, rtol=1e-5)
 
