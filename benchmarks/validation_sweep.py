@@ -50,7 +50,7 @@ def validation_metrics(overrides: dict, train_pattern: str, transform_graph: str
                                 serve_validation_ratings=False)
     seconds = time.time() - started
     validation = train.read_records([train_pattern]).filter(
-        lambda record: train.is_validation(record, config.validation_fraction))
+        lambda record: train.is_validation(record[None], config.validation_fraction)[0])
     sums, count = {}, 0
     for batch in validation.batch(1000):
         for name, values in module.evaluate(batch).items():

@@ -38,16 +38,32 @@ def read_records(file_patterns: list[str]) -> tf.data.Dataset:
     return tf.data.TFRecordDataset(files, compression_type="GZIP")
 
 
+VALIDATION = "is_validation"
+
+
+def in_validation_slice(user_id: tf.Tensor, movie_title: tf.Tensor, timestamp: tf.Tensor,
+                        fraction: float) -> tf.Tensor:
+    """Deterministic membership of ratings in the validation slice, by the rating's identity
+    (user, title, time), not by its serialized bytes, whose feature order an encoder may vary."""
+    identity = tf.strings.join([user_id, movie_title, tf.strings.as_string(timestamp)], "|")
+    return tf.strings.to_hash_bucket_fast(identity, 10_000) < int(round(fraction * 10_000))
+
+
 def is_validation(records: tf.Tensor, fraction: float) -> tf.Tensor:
-    """Deterministic membership of serialized examples in the validation slice."""
-    return tf.strings.to_hash_bucket_fast(records, 10_000) < int(round(fraction * 10_000))
+    """[batch] bool: which serialized examples fall in the validation slice."""
+    raw = tf.io.parse_example(records, {
+        features.USER_ID: tf.io.FixedLenFeature([], tf.string),
+        features.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
+        features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)})
+    return in_validation_slice(raw[features.USER_ID], raw[features.MOVIE_TITLE],
+                               raw[features.TIMESTAMP], fraction)
 
 
-def model_inputs(records: tf.data.Dataset,
-                 tf_transform_output: tft.TFTransformOutput) -> dict[str, np.ndarray]:
+def model_inputs(records: tf.data.Dataset, tf_transform_output: tft.TFTransformOutput,
+                 validation_fraction: float = 0.0) -> dict[str, np.ndarray]:
     """Raw examples parsed and put through Transform's graph in large batches, as numpy
-    columns: MODEL_INPUTS, the demographics where the dataset has them, and the raw timestamp
-    (the request time: nothing for Transform to learn from it)."""
+    columns: MODEL_INPUTS, the demographics where the dataset has them, the raw timestamp
+    (the request time: nothing for Transform to learn from it), and VALIDATION."""
     transform = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     raw_spec = {name: raw_spec[name] for name in (
@@ -60,6 +76,9 @@ def model_inputs(records: tf.data.Dataset,
         columns = {name: transformed[name] for name in (*MODEL_INPUTS, features.USER_DEMOGRAPHICS)
                    if name in transformed}
         columns[features.TIMESTAMP] = tf.reshape(raw[features.TIMESTAMP], [-1])
+        columns[VALIDATION] = in_validation_slice(
+            tf.reshape(raw[features.USER_ID], [-1]), tf.reshape(raw[features.MOVIE_TITLE], [-1]),
+            columns[features.TIMESTAMP], validation_fraction)
         return columns
 
     batches = list(records.batch(65536).map(parse_and_transform,
@@ -152,15 +171,12 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     """
     user_vocabulary = tf_transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movie_vocabulary = tf_transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
-    records = read_records(train_file_patterns)
-    fit_part = model_inputs(
-        records.filter(lambda r: ~is_validation(r, config.validation_fraction)),
-        tf_transform_output)
-    validation = model_inputs(
-        records.filter(lambda r: is_validation(r, config.validation_fraction)),
-        tf_transform_output)
-    if not fit_part:
+    inputs = model_inputs(read_records(train_file_patterns), tf_transform_output,
+                          config.validation_fraction)
+    if not inputs or inputs[VALIDATION].all():
         raise ValueError(f"No training examples in {train_file_patterns}.")
+    fit_part = {name: column[~inputs[VALIDATION]] for name, column in inputs.items()}
+    validation = {name: column[inputs[VALIDATION]] for name, column in inputs.items()}
     catalogue_titles, catalogue_genres = serving.read_catalogue(
         split_file_pattern(train_file_patterns[0], features.MOVIES_SPLIT))
     fit_histories = user_histories(fit_part, len(user_vocabulary))
@@ -193,7 +209,7 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
         steps_per_epoch=steps_per_check, epochs=-(-config.epochs * examples // interval),
         validation_data=tf.data.Dataset.from_tensor_slices(
             {name: validation[name] for name in columns}).batch(config.batch_size)
-        if validation else None,
+        if len(validation[features.USER_INDEX]) else None,
         verbose=2, callbacks=callbacks)
     seconds = time.perf_counter() - started
     # A check is one pass (its last batch partial), or steps_per_check full batches.

@@ -34,6 +34,24 @@ def test_shuffled_batches_cover_every_row_once_a_pass_in_a_seeded_order():
     assert again["row"].tolist() == batches[0]["row"].tolist()
 
 
+def test_validation_slice_follows_the_ratings_identity_not_its_bytes():
+    def example(user, title, time, **extra):
+        feature = {features.USER_ID: [user], features.MOVIE_TITLE: [title], **extra}
+        proto = tf.train.Example(features=tf.train.Features(feature={
+            name: tf.train.Feature(bytes_list=tf.train.BytesList(value=value))
+            for name, value in feature.items()}))
+        proto.features.feature[features.TIMESTAMP].int64_list.value.append(time)
+        return proto.SerializeToString()
+
+    plain = [example(str(u).encode(), b"T", 100 + u) for u in range(400)]
+    padded = [example(str(u).encode(), b"T", 100 + u, user_zip_code=[b"12345"])
+              for u in range(400)]
+    assert plain[0] != padded[0]
+    first = train.is_validation(tf.constant(plain), 0.2).numpy()
+    assert first.tolist() == train.is_validation(tf.constant(padded), 0.2).numpy().tolist()
+    assert 40 < first.sum() < 120
+
+
 def test_histories_are_in_time_order_per_user():
     histories = train.user_histories(
         _ratings([0, 0, 1, 2], [1, 0, 1, 2], [50, 40, 7, 9], [1.0, 2.0, 3.0, 4.0]), num_users=2)
