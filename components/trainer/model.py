@@ -277,13 +277,13 @@ class UserTower(tf.keras.Model):
                     self.rated_time_weights = TimeBucketWeights(boundaries,
                                                                 name="rated_time_weights")
 
-    def learnt_time_weights(self, boundaries: tuple[float, ...]) -> dict[str, list[float]]:
+    def learnt_time_weights(self) -> dict[str, list[float]]:
         """Each timed term's learnt weight of a rating made 1 s before the request and at each
         bucket boundary (what the Trainer logs)."""
-        gaps = tf.constant([1, *boundaries], tf.int64)
         terms = {"session": self.session_time_weights, "rated": self.rated_time_weights}
-        return {term: layer(gaps).numpy().tolist() for term, layer in terms.items()
-                if layer is not None}
+        return {term: layer(tf.concat([[1], tf.cast(layer.boundaries, tf.int64)], 0)
+                            ).numpy().tolist()
+                for term, layer in terms.items() if layer is not None}
 
     def _taste_history(self, user_index: tf.Tensor,
                        left_out_movie: tf.Tensor | None) -> tf.Tensor:

@@ -318,9 +318,9 @@ def test_learnt_time_weights_report_each_timed_term_at_its_bucket_boundaries():
     tower = model_lib.UserTower(num_users=0, num_movies=1, config=config, history=history)
     tower.rated_time_weights.log_weights.build(None)
     tower.rated_time_weights.log_weights.set_weights([np.log([[4.0], [1.0]])])
-    weights = tower.learnt_time_weights((60,))
+    weights = tower.learnt_time_weights()
     assert list(weights) == ["session", "rated"]
     np.testing.assert_allclose(weights["session"], [1.0, 1.0])  # initialised uniform
     np.testing.assert_allclose(weights["rated"], [4.0, 1.0], rtol=1e-6)
     untimed = model_lib.ModelConfig(embedding_dim=4, user_history=True)
-    assert model_lib.UserTower(0, 1, untimed, history).learnt_time_weights(()) == {}
+    assert model_lib.UserTower(0, 1, untimed, history).learnt_time_weights() == {}

@@ -192,7 +192,7 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
         genres_by_movie_index(tf_transform_output, catalogue_titles, catalogue_genres,
                               len(movie_vocabulary)),
         movie_frequencies, fit_histories,
-        user_demographics([fit_part, validation], len(user_vocabulary)))
+        user_demographics([inputs], len(user_vocabulary)))
     callbacks = [tf.keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.early_stopping_patience,
         restore_best_weights=True)]
@@ -218,8 +218,7 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     logging.info("Trained on %d examples (%.1f passes over %d) in %.1f s: %.0f examples/s "
                  "(validation included)", trained, trained / examples, examples, seconds,
                  trained / seconds)
-    for term, weights in model.user_tower.learnt_time_weights(
-            config.history_time_boundaries).items():
+    for term, weights in model.user_tower.learnt_time_weights().items():
         logging.info("Learnt %s term weights, by time before the request (from 1 s, %s s): %s",
                      term, config.history_time_boundaries, [float(f"{w:.4g}") for w in weights])
     if config.user_history:
