@@ -1,30 +1,19 @@
 """The Evaluator's TFMA configuration: top-k accuracy, RMSE, ScaNN recall, blessing thresholds.
 
 The exported model's `evaluation` signature scores each eval example against the whole
-catalogue (see components/trainer/serving.py) and returns per-example values; TFMA averages
-them over the eval split. Each value is an output of its own, read with MeanPrediction.
+catalogue (see components/trainer/serving.py) and returns per-example values; the project's
+EvaluationMeans metric (components/evaluator/metrics.py) averages them over the eval split.
 """
 
 from __future__ import annotations
 
-import json
-
 from tensorflow_model_analysis.proto import config_pb2
 
-from components import features
-from components.trainer import serving
+from components.evaluator import metrics
 
 EVALUATION_SIGNATURE = "evaluation"
-RATING_OUTPUT = "rating"
-RMSE_METRIC = "root_mean_squared_error"
+RMSE_METRIC = metrics.RMSE_METRIC
 HEADLINE_ACCURACY = "top_100_accuracy"
-
-
-def averaged_outputs() -> list[str]:
-    """The evaluation signature's per-example outputs that TFMA reports as means."""
-    names = [f"top_{k}_accuracy{suffix}" for suffix in ("", "_unrated")
-             for k in serving.EVALUATION_KS]
-    return names + ["scann_recall_at_10"]
 
 
 def _threshold(lower: float | None = None, upper: float | None = None,
@@ -49,23 +38,15 @@ def build_eval_config(min_top_100_accuracy: float, max_rmse: float,
                       ) -> config_pb2.EvalConfig:
     """Blesses a model whose top-100 accuracy and RMSE meet absolute bounds and do not regress
     by more than the given margins against the latest blessed model (when there is one)."""
-    outputs = averaged_outputs()
-    model_spec = config_pb2.ModelSpec(
-        signature_name=EVALUATION_SIGNATURE,
-        # TFMA needs a label per output; only `rating`'s is used (the others are averaged).
-        label_keys={name: features.RATING for name in [RATING_OUTPUT, *outputs]})
-    metrics_specs = [config_pb2.MetricsSpec(
-        metrics=[config_pb2.MetricConfig(class_name="ExampleCount")])]
-    metrics_specs.append(config_pb2.MetricsSpec(output_names=[RATING_OUTPUT], metrics=[
-        config_pb2.MetricConfig(
-            class_name="RootMeanSquaredError", config=json.dumps({"name": RMSE_METRIC}),
-            threshold=_threshold(upper=max_rmse, change=max_rmse_increase,
-                                 higher_is_better=False))]))
-    for name in outputs:
-        threshold = (_threshold(lower=min_top_100_accuracy, change=max_top_100_accuracy_drop)
-                     if name == HEADLINE_ACCURACY else None)
-        metrics_specs.append(config_pb2.MetricsSpec(output_names=[name], metrics=[
-            config_pb2.MetricConfig(class_name="MeanPrediction", config=json.dumps({"name": name}),
-                                    threshold=threshold)]))
-    return config_pb2.EvalConfig(model_specs=[model_spec], metrics_specs=metrics_specs,
-                                 slicing_specs=[config_pb2.SlicingSpec()])
+    metrics_spec = config_pb2.MetricsSpec(
+        metrics=[config_pb2.MetricConfig(class_name=metrics.EvaluationMeans.__name__,
+                                         module=metrics.__name__)],
+        # Keyed by name: one metric computes them all.
+        thresholds={
+            HEADLINE_ACCURACY: _threshold(lower=min_top_100_accuracy,
+                                          change=max_top_100_accuracy_drop),
+            RMSE_METRIC: _threshold(upper=max_rmse, change=max_rmse_increase,
+                                    higher_is_better=False)})
+    return config_pb2.EvalConfig(
+        model_specs=[config_pb2.ModelSpec(signature_name=EVALUATION_SIGNATURE)],
+        metrics_specs=[metrics_spec], slicing_specs=[config_pb2.SlicingSpec()])

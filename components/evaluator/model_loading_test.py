@@ -34,14 +34,24 @@ def scann_model(tmp_path_factory):
     return path
 
 
-def _load_in_fresh_process(construct_fn) -> subprocess.CompletedProcess:
-    payload = base64.b64encode(pickler.dumps(construct_fn)).decode()
-    script = ("import base64, components\n"
-              "from apache_beam.internal import pickler\n"
-              f"model = pickler.loads(base64.b64decode({payload!r}))()\n"
-              "print('signatures', sorted(model.signatures))\n")
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT)
+def _load_in_fresh_processes(*construct_fns) -> list[subprocess.CompletedProcess]:
+    """Runs each loader in a fresh process of its own, side by side (each imports the stack)."""
+    runs = []
+    for construct_fn in construct_fns:
+        payload = base64.b64encode(pickler.dumps(construct_fn)).decode()
+        script = ("import base64, components\n"
+                  "from apache_beam.internal import pickler\n"
+                  f"model = pickler.loads(base64.b64decode({payload!r}))()\n"
+                  "print('signatures', sorted(model.signatures))\n")
+        command = [sys.executable, "-c", script]
+        runs.append((command, subprocess.Popen(command, stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, text=True,
+                                               cwd=PROJECT_ROOT)))
+    completed = []
+    for command, process in runs:
+        stdout, stderr = process.communicate()
+        completed.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
+    return completed
 
 
 def test_loader_registers_scann_ops_where_the_model_is_loaded(scann_model):
@@ -51,8 +61,8 @@ def test_loader_registers_scann_ops_where_the_model_is_loaded(scann_model):
                                            eval_config=eval_config)
     ours = model_loading.custom_eval_shared_model(scann_model, "", eval_config)
 
-    failed = _load_in_fresh_process(stock.model_loader.construct_fn)
+    failed, loaded = _load_in_fresh_processes(stock.model_loader.construct_fn,
+                                              ours.model_loader.construct_fn)
     assert failed.returncode != 0 and "Scann" in failed.stderr
-    loaded = _load_in_fresh_process(ours.model_loader.construct_fn)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert "signatures ['serving_default']" in loaded.stdout

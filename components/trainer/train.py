@@ -103,9 +103,19 @@ def shuffled_batches(columns: dict[str, np.ndarray], batch_size: int,
         return tf.data.Dataset.range(num_batches).map(
             lambda batch: order[batch * batch_size:(batch + 1) * batch_size])
 
-    return (tf.data.Dataset.random(seed=seed).flat_map(batches_of_one_pass)
-            .map(lambda rows: {name: tf.gather(tensor, rows) for name, tensor in tensors.items()})
-            .prefetch(2))
+    return without_autotune(
+        tf.data.Dataset.random(seed=seed).flat_map(batches_of_one_pass)
+        .map(lambda rows: {name: tf.gather(tensor, rows) for name, tensor in tensors.items()})
+        .prefetch(2))
+
+
+def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset` with tf.data's autotuning off. Its gather-by-index pipeline needs none, and on
+    2 cores, with it on, Keras' fit ran training steps on one core about half the time (128 ms a
+    step of 1,024 examples instead of 85 ms)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
 
 
 def user_histories(inputs: dict[str, np.ndarray], num_users: int) -> histories_lib.UserHistories:
@@ -207,8 +217,8 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
         shuffled_batches({name: fit_part[name] for name in columns}, config.batch_size,
                          config.seed),
         steps_per_epoch=steps_per_check, epochs=-(-config.epochs * examples // interval),
-        validation_data=tf.data.Dataset.from_tensor_slices(
-            {name: validation[name] for name in columns}).batch(config.batch_size)
+        validation_data=without_autotune(tf.data.Dataset.from_tensor_slices(
+            {name: validation[name] for name in columns}).batch(config.batch_size))
         if len(validation[features.USER_INDEX]) else None,
         verbose=2, callbacks=callbacks)
     seconds = time.perf_counter() - started
