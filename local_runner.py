@@ -15,26 +15,31 @@ import logging
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from absl import logging as absl_logging
 
-from pipeline import configs  # first: sets up the TF stack
-from tfx.orchestration.local.local_dag_runner import LocalDagRunner
-from tfx.orchestration.pipeline import Pipeline
+from pipeline import configs  # first: sets up the TF stack (without importing it)
+from components.example_gen import tfds_source
 
-import schemas
-from components import stack
-from components.example_gen import synthetic, tfds_source
-from pipeline import metadata
-from pipeline.pipeline import create_pipeline
-from pipeline.runner_args import shared_pipeline_args
+if TYPE_CHECKING:
+    from tfx.orchestration.pipeline import Pipeline
 
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
 
 DEMO_SIZE = {"num_users": 300, "num_movies": 400, "ratings_per_user": 40}
 
 
+def positive_int(text: str) -> int:
+    """argparse type of the counting flags (--epochs, --beam-workers)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The flags, checked before the stack is imported: a wrong one fails in about a second."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="output",
@@ -47,8 +52,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="TFDS data directory (default: <output-dir>/tfds)")
     parser.add_argument("--dataset", default=configs.DATASET,
                         help=f"TFDS MovieLens ratings config (default {configs.DATASET})")
-    parser.add_argument("--epochs", type=int, default=configs.EPOCHS)
-    parser.add_argument("--beam-workers", type=int, default=1,
+    parser.add_argument("--epochs", type=positive_int, default=configs.EPOCHS,
+                        help="passes at most (early stopping may end training sooner)")
+    parser.add_argument("--beam-workers", type=positive_int, default=1,
                         help="Beam DirectRunner workers; above 1, worker processes "
                              "(multi_processing mode) for ExampleGen, StatisticsGen, Transform "
                              "and Evaluator")
@@ -56,7 +62,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         default=configs.MIN_TOP_100_ACCURACY, help="blessing threshold")
     parser.add_argument("--max-rmse", type=float, default=configs.MAX_RMSE,
                         help="blessing threshold")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        tfds_source.parse_dataset_name(args.dataset)
+    except tfds_source.DataSourceError as error:
+        parser.error(f"argument --dataset: {error}")
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        parser.error(f"argument --output-dir: {args.output_dir!r} exists and is not a directory")
+    if args.raw_dir:
+        try:
+            tfds_source.check_raw_dir(tfds_source.parse_dataset_name(args.dataset), args.raw_dir)
+        except tfds_source.DataSourceError as error:
+            parser.error(f"argument --raw-dir: {error}")
+    return args
 
 
 class _ProgressFilter(logging.Filter):
@@ -76,6 +94,8 @@ class _ProgressFilter(logging.Filter):
 
 def show_progress() -> None:
     """Prints one line as each component starts and ends, and nothing else of the libraries'."""
+    from components import stack
+
     stack.quiet_library_logs()
     # Through absl's verbosity flag, not the logger's level: TensorFlow's SavedModel export
     # silences absl for a moment and then restores the flag's value.
@@ -100,7 +120,12 @@ def beam_pipeline_args(workers: int) -> list[str]:
 
 
 def build_pipeline(args: argparse.Namespace) -> Pipeline:
-    tfds_source.parse_dataset_name(args.dataset)  # fail fast on an unknown config
+    import schemas
+    from components.example_gen import synthetic
+    from pipeline import metadata
+    from pipeline.pipeline import create_pipeline
+    from pipeline.runner_args import shared_pipeline_args
+
     output_dir = os.path.abspath(args.output_dir)
     raw_dir = args.raw_dir and os.path.abspath(args.raw_dir)
     if args.demo:
@@ -123,6 +148,8 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
 
 def summary(metadata_path: str) -> str:
     """A table of the latest run: each component's state and time, metrics, blessing, push."""
+    from pipeline import metadata
+
     by_component = metadata.latest_component_runs(metadata_path)
     runs = list(by_component.values())
     lines = [f"{'component':<32} {'state':<10} {'seconds':>8}"]
@@ -147,6 +174,9 @@ def summary(metadata_path: str) -> str:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    from components import stack
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
     os.makedirs(args.output_dir, exist_ok=True)
     stack.register_scann_ops()  # the Evaluator and tests load models in this process
     show_progress()

@@ -2,6 +2,8 @@
 
 import logging
 import os
+import subprocess
+import sys
 
 import pytest
 from absl import logging as absl_logging
@@ -53,3 +55,38 @@ def test_progress_survives_tensorflow_silencing_absl_for_a_moment():
     finally:
         absl_logging.set_verbosity(saved[0])
         absl_logger.propagate, absl_logger.handlers[:] = saved[1], saved[2]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    (["--beam-workers", "-1"], "argument --beam-workers: must be at least 1, got -1"),
+    (["--dataset", "movielens/3m-ratings"], "Unknown TFDS dataset 'movielens/3m-ratings'"),
+    (["--raw-dir", "{incomplete}"], "has no 'u.user'"),
+    (["--output-dir", "{a_file}"], "exists and is not a directory"),
+])
+def test_argument_errors_are_named_before_anything_is_written(tmp_path, capsys, arguments,
+                                                              message):
+    incomplete, a_file = tmp_path / "incomplete", tmp_path / "a_file"
+    incomplete.mkdir()
+    for name in ("u.data", "u.item"):
+        (incomplete / name).write_text("")
+    a_file.write_text("")
+    arguments = [a.format(incomplete=incomplete, a_file=a_file) for a in arguments]
+    if "--output-dir" not in arguments:
+        arguments += ["--output-dir", str(tmp_path / "out")]
+
+    with pytest.raises(SystemExit) as exit_info:
+        local_runner.main(arguments)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_flags_are_checked_without_importing_the_stack():
+    script = ("import sys, local_runner\n"
+              "local_runner.parse_args(['--demo'])\n"
+              "print(sorted(m for m in ('tensorflow', 'tfx', 'tensorflow_datasets', 'apache_beam')"
+              " if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=local_runner.PROJECT_DIR, check=True)
+    assert result.stdout.strip() == "[]"

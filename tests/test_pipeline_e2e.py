@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 import local_runner
@@ -171,24 +170,16 @@ def test_data_breaking_the_schema_stops_before_training(tmp_path, raw_dir, capsy
     assert not (tmp_path / "out" / "serving_model").exists()
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--dataset", "movielens/3m-ratings"], "Unknown TFDS dataset 'movielens/3m-ratings'"),
-    (["--raw-dir", "{missing}"], "has no 'u.user'"),
-    (["--raw-dir", "{malformed}"], "u.data, line 2: expected 4 fields"),
-])
-def test_bad_input_is_named_and_nothing_is_pushed(tmp_path, raw_dir, capsys, arguments, message):
-    missing, malformed = tmp_path / "missing", tmp_path / "malformed"
-    for directory, files in ((missing, ("u.data", "u.item")), (malformed, ("u.item", "u.user"))):
-        directory.mkdir()
-        for name in files:
-            (directory / name).write_bytes((raw_dir / name).read_bytes())
+def test_a_malformed_ratings_line_is_named_and_nothing_is_pushed(tmp_path, raw_dir, capsys):
+    malformed = tmp_path / "malformed"
+    malformed.mkdir()
+    for name in ("u.item", "u.user"):
+        (malformed / name).write_bytes((raw_dir / name).read_bytes())
     lines = (raw_dir / "u.data").read_text().splitlines()
     (malformed / "u.data").write_text("\n".join([lines[0], "1\t2\t3", *lines[1:]]) + "\n")
-    arguments = [a.format(missing=missing, malformed=malformed) for a in arguments]
-    if "--raw-dir" not in arguments:
-        arguments += ["--raw-dir", str(raw_dir)]
 
-    exit_code = local_runner.main(["--output-dir", str(tmp_path / "out"), *arguments])
+    exit_code = local_runner.main(["--output-dir", str(tmp_path / "out"),
+                                   "--raw-dir", str(malformed)])
     assert exit_code == 1
-    assert message in capsys.readouterr().err
+    assert "u.data, line 2: expected 4 fields" in capsys.readouterr().err
     assert not (tmp_path / "out" / "serving_model").exists()

@@ -13,9 +13,10 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tensorflow_datasets as tfds
-from tensorflow_datasets.structured import movielens
+if TYPE_CHECKING:
+    import tensorflow_datasets as tfds
 
 MOVIELENS_VERSIONS = ("100k", "1m", "20m", "25m", "latest-small")
 
@@ -127,8 +128,15 @@ def find_malformed_rating(version: str, raw_dir: str | os.PathLike) -> str | Non
     return None
 
 
+# TFDS is imported only where a build needs it: runners check dataset names and raw files
+# before importing the stack (seconds, not half a minute).
+
+
 def _local_builder_class(raw_dir: str):
     """TFDS's Movielens builder whose download step is replaced by the files in `raw_dir`."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.structured import movielens
+
     with tfds.core.registered.skip_registration():
 
         class Movielens(movielens.Movielens):  # same name: same data dir layout as the public one
@@ -145,6 +153,8 @@ def prepare_from_raw_dir(config: str, raw_dir: str, data_dir: str) -> tfds.core.
 
     Returns the stock TFDS builder for the prepared dataset.
     """
+    import tensorflow_datasets as tfds
+
     version = config.rsplit("-", 1)[0]
     check_raw_dir(version, raw_dir)
     builder = tfds.builder(f"movielens/{config}", data_dir=data_dir)
