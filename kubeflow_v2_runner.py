@@ -15,15 +15,17 @@ import json
 import os
 import re
 import sys
+from typing import TYPE_CHECKING
 
-from pipeline import configs  # first: sets up the TF stack
-from tfx import v1 as tfx
+from pipeline import configs  # first: sets up the TF stack (without importing it)
 
 import schemas
 from components import stack
 from components.example_gen import tfds_source
-from pipeline.pipeline import create_pipeline
-from pipeline.runner_args import shared_pipeline_args
+from pipeline import runner_args
+
+if TYPE_CHECKING:
+    from tfx.orchestration.pipeline import Pipeline
 
 # Where the Dockerfile puts the project inside the image.
 CONTAINER_PROJECT_DIR = "/pipeline"
@@ -47,7 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dataset", default=configs.DATASET)
     parser.add_argument("--tfds-data-dir",
                         help="TFDS data directory (default: <pipeline-root>/tfds)")
-    parser.add_argument("--epochs", type=int, default=configs.EPOCHS)
+    parser.add_argument("--epochs", type=runner_args.positive_int, default=configs.EPOCHS)
     parser.add_argument("--min-top-100-accuracy", type=float,
                         default=configs.MIN_TOP_100_ACCURACY)
     parser.add_argument("--max-rmse", type=float, default=configs.MAX_RMSE)
@@ -58,7 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     dataflow.add_argument("--dataflow-project")
     dataflow.add_argument("--dataflow-region")
     dataflow.add_argument("--dataflow-temp-location", help="gs://... for staging")
-    dataflow.add_argument("--dataflow-max-workers", type=int, default=10)
+    dataflow.add_argument("--dataflow-max-workers", type=runner_args.positive_int, default=10)
 
     training = parser.add_argument_group("Vertex AI Training for the Trainer")
     training.add_argument("--vertex-training", choices=["cpu", "gpu"])
@@ -130,12 +132,14 @@ def vertex_job_spec(args: argparse.Namespace) -> dict | None:
          "container_spec": {"image_uri": args.image}}]}
 
 
-def build_pipeline(args: argparse.Namespace) -> tfx.dsl.Pipeline:
+def build_pipeline(args: argparse.Namespace) -> Pipeline:
+    from pipeline.pipeline import create_pipeline
+
     root = args.pipeline_root.rstrip("/")
     schema = os.path.relpath(schemas.schema_path(args.dataset), os.path.dirname(
         os.path.dirname(schemas.__file__)))
     return create_pipeline(
-        **shared_pipeline_args(args.epochs, args.min_top_100_accuracy, args.max_rmse),
+        **runner_args.shared_pipeline_args(args.epochs, args.min_top_100_accuracy, args.max_rmse),
         pipeline_name=args.pipeline_name,
         pipeline_root=root,
         dataset=args.dataset,
@@ -151,6 +155,8 @@ def build_pipeline(args: argparse.Namespace) -> tfx.dsl.Pipeline:
 
 def compile_pipeline(args: argparse.Namespace) -> str:
     """Writes the pipeline JSON; returns its path."""
+    from tfx import v1 as tfx
+
     output = os.path.abspath(args.output)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(

@@ -21,6 +21,7 @@ from absl import logging as absl_logging
 
 from pipeline import configs  # first: sets up the TF stack (without importing it)
 from components.example_gen import tfds_source
+from pipeline import runner_args
 
 if TYPE_CHECKING:
     from tfx.orchestration.pipeline import Pipeline
@@ -28,14 +29,6 @@ if TYPE_CHECKING:
 PROJECT_DIR = os.path.dirname(os.path.abspath(__file__))
 
 DEMO_SIZE = {"num_users": 300, "num_movies": 400, "ratings_per_user": 40}
-
-
-def positive_int(text: str) -> int:
-    """argparse type of the counting flags (--epochs, --beam-workers)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -52,9 +45,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="TFDS data directory (default: <output-dir>/tfds)")
     parser.add_argument("--dataset", default=configs.DATASET,
                         help=f"TFDS MovieLens ratings config (default {configs.DATASET})")
-    parser.add_argument("--epochs", type=positive_int, default=configs.EPOCHS,
+    parser.add_argument("--epochs", type=runner_args.positive_int, default=configs.EPOCHS,
                         help="passes at most (early stopping may end training sooner)")
-    parser.add_argument("--beam-workers", type=positive_int, default=1,
+    parser.add_argument("--beam-workers", type=runner_args.positive_int, default=1,
                         help="Beam DirectRunner workers; above 1, worker processes "
                              "(multi_processing mode) for ExampleGen, StatisticsGen, Transform "
                              "and Evaluator")
@@ -124,7 +117,6 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
     from components.example_gen import synthetic
     from pipeline import metadata
     from pipeline.pipeline import create_pipeline
-    from pipeline.runner_args import shared_pipeline_args
 
     output_dir = os.path.abspath(args.output_dir)
     raw_dir = args.raw_dir and os.path.abspath(args.raw_dir)
@@ -132,7 +124,7 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
         raw_dir = str(synthetic.write_movielens_100k(os.path.join(output_dir, "demo_raw"),
                                                      **DEMO_SIZE))
     return create_pipeline(
-        **shared_pipeline_args(args.epochs, args.min_top_100_accuracy, args.max_rmse),
+        **runner_args.shared_pipeline_args(args.epochs, args.min_top_100_accuracy, args.max_rmse),
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=output_dir,
         dataset=args.dataset,

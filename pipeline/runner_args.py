@@ -1,14 +1,27 @@
-"""The `create_pipeline` arguments every runner takes from configs, with its flags' overrides."""
+"""The `create_pipeline` arguments every runner takes from configs, with its flags' overrides.
+
+Light to import: runners check their flags before importing the stack.
+"""
 
 from __future__ import annotations
 
+import argparse
+
 from pipeline import configs
 
-from components.evaluator import eval_config
+
+def positive_int(text: str) -> int:
+    """argparse type of the counting flags (--epochs, worker counts)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def shared_pipeline_args(epochs: int, min_top_100_accuracy: float, max_rmse: float) -> dict:
     """Split, step code, hyperparameters and evaluation: identical on every platform."""
+    from components.evaluator import eval_config
+
     return {
         "eval_fraction": configs.EVAL_FRACTION,
         "split_seed": configs.SPLIT_SEED,

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -109,6 +111,26 @@ def test_missing_image_is_refused(capsys):
     with pytest.raises(SystemExit):
         kubeflow_v2_runner.main(["--pipeline-root", ROOT])
     assert "--image" in capsys.readouterr().err
+
+
+def test_a_non_positive_epoch_count_is_refused_by_the_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_v2_runner.main(["--image", IMAGE, "--pipeline-root", ROOT, "--epochs", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --epochs: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_arguments_are_checked_without_importing_the_stack():
+    script = ("import sys, kubeflow_v2_runner as runner\n"
+              f"runner.check_args(runner.parse_args(['--image', {IMAGE!r}, '--pipeline-root', "
+              f"{ROOT!r}, '--dataflow', '--dataflow-project', 'p', '--dataflow-region', 'r', "
+              "'--dataflow-temp-location', 'gs://t']))\n"
+              "print(sorted(m for m in ('tensorflow', 'tfx', 'tensorflow_datasets', 'apache_beam')"
+              " if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.abspath(kubeflow_v2_runner.__file__)),
+                            check=True)
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.fixture
