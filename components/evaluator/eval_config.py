@@ -12,7 +12,6 @@ from tensorflow_model_analysis.proto import config_pb2
 from components.evaluator import metrics
 
 EVALUATION_SIGNATURE = "evaluation"
-RMSE_METRIC = metrics.RMSE_METRIC
 HEADLINE_ACCURACY = "top_100_accuracy"
 
 
@@ -45,7 +44,7 @@ def build_eval_config(min_top_100_accuracy: float, max_rmse: float,
         thresholds={
             HEADLINE_ACCURACY: _threshold(lower=min_top_100_accuracy,
                                           change=max_top_100_accuracy_drop),
-            RMSE_METRIC: _threshold(upper=max_rmse, change=max_rmse_increase,
+            metrics.RMSE_METRIC: _threshold(upper=max_rmse, change=max_rmse_increase,
                                     higher_is_better=False)})
     return config_pb2.EvalConfig(
         model_specs=[config_pb2.ModelSpec(signature_name=EVALUATION_SIGNATURE)],

@@ -4,6 +4,9 @@ Machines without internet cannot let TFDS download GroupLens' archives, and a re
 TFDS's registered checksum. `prepare_from_raw_dir` therefore runs TFDS's own `Movielens` builder
 (same parsing, features and on-disk layout) with its download step pointed at a local directory
 of the raw GroupLens files. Afterwards stock `tfds.builder(name, data_dir=...)` reads it anywhere.
+
+TFDS is imported only where a build needs it: the runners check dataset names and raw files
+with this module before importing the stack.
 """
 
 from __future__ import annotations
@@ -126,10 +129,6 @@ def find_malformed_rating(version: str, raw_dir: str | os.PathLike) -> str | Non
         if users is not None and user_id not in users:
             return f"{where}: user id {user_id!r} is not in the users file"
     return None
-
-
-# TFDS is imported only where a build needs it: runners check dataset names and raw files
-# before importing the stack (seconds, not half a minute).
 
 
 def _local_builder_class(raw_dir: str):
