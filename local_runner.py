@@ -21,7 +21,7 @@ from absl import logging as absl_logging
 
 from pipeline import configs  # first: sets up the TF stack (without importing it)
 from components.example_gen import tfds_source
-from pipeline import runner_args
+from pipeline import run_guard, runner_args
 
 if TYPE_CHECKING:
     from tfx.orchestration.pipeline import Pipeline
@@ -137,8 +137,17 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
     )
 
 
-def summary(metadata_path: str) -> str:
-    """A table of the latest run: each component's state and time, metrics, blessing, push."""
+# Exit statuses, for scripts (README "Exit status").
+PUSHED = 0  # the run completed and its model is blessed (pushed now, or by an identical run)
+FAILED = 1  # a component failed; its error is printed
+USAGE = 2  # a flag or input file is wrong; nothing ran
+NOT_BLESSED = 3  # the run completed, the model missed a blessing threshold: nothing pushed
+BUSY = 75  # another run holds the output directory (sysexits' EX_TEMPFAIL: try again later)
+
+
+def summary(metadata_path: str) -> tuple[str, int]:
+    """A table of the latest run (each component's state and time, metrics, blessing with the
+    thresholds missed, push) and the run's exit status."""
     from pipeline import metadata
 
     by_component = metadata.latest_component_runs(metadata_path)
@@ -146,29 +155,39 @@ def summary(metadata_path: str) -> str:
     lines = [f"{'component':<32} {'state':<10} {'seconds':>8}"]
     lines += [f"{run.component:<32} {run.state:<10} {run.seconds:>8.1f}" for run in runs]
     lines.append(f"{'total':<32} {'':<10} {sum(run.seconds for run in runs):>8.1f}")
+    status = NOT_BLESSED
     evaluator = by_component.get("Evaluator")
     if evaluator and evaluator.outputs.get("evaluation"):
-        values = metadata.evaluation_metrics(evaluator.outputs["evaluation"][0].uri)
+        evaluation_uri = evaluator.outputs["evaluation"][0].uri
+        values = metadata.evaluation_metrics(evaluation_uri)
         lines.append("")
         lines += [f"{name:<32} {value:.4f}" for name, value in sorted(values.items())]
         blessing = evaluator.outputs["blessing"][0]
         blessed = blessing.custom_properties["blessed"].int_value == 1
         lines.append(f"{'blessed':<32} {blessed}")
+        if blessed:
+            status = PUSHED
+        else:
+            lines += [f"  failed threshold: {failure}"
+                      for failure in metadata.failed_thresholds(evaluation_uri)]
     pusher = by_component.get("Pusher")
     if pusher and pusher.outputs.get("pushed_model"):
         pushed = pusher.outputs["pushed_model"][0].custom_properties
         destination = (pushed["pushed_destination"].string_value
                        if pushed["pushed"].int_value else "not pushed")
         lines.append(f"{'pushed to':<32} {destination}")
-    return "\n".join(lines)
+    return "\n".join(lines), status
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Runs the pipeline; the caller holds the output directory's run lock."""
     from components import stack
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    os.makedirs(args.output_dir, exist_ok=True)
+    metadata_path = os.path.join(args.output_dir, "metadata.sqlite")
+    for dead in run_guard.abandon_dead_executions(metadata_path, os.path.abspath(args.output_dir)):
+        print(f"Marked {dead.component} (execution {dead.execution_id}) of a run that ended "
+              f"unfinished as FAILED; removed its partial outputs: {dead.removed or 'none'}")
     stack.register_scann_ops()  # the Evaluator and tests load models in this process
     show_progress()
     started = time.time()
@@ -176,10 +195,23 @@ def main(argv: list[str]) -> int:
         LocalDagRunner().run(build_pipeline(args))
     except Exception as error:  # the message names the problem and, inside a run, its component
         print(f"\nPipeline failed: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+        return FAILED
     print(f"\nPipeline finished in {time.time() - started:.0f} s\n")
-    print(summary(os.path.join(args.output_dir, "metadata.sqlite")))
-    return 0
+    table, status = summary(metadata_path)
+    print(table)
+    if status == NOT_BLESSED:
+        print(f"\nThe model was not blessed: nothing pushed (exit status {NOT_BLESSED}).")
+    return status
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        with run_guard.exclusive_run(args.output_dir):
+            return run(args)
+    except run_guard.OutputDirBusy as error:
+        print(f"error: {error}", file=sys.stderr)
+        return BUSY
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 from typing import Any
 
@@ -22,6 +23,7 @@ from pipeline import metadata  # first: sets up the TF stack
 from ml_metadata.proto import metadata_store_pb2
 
 from components import stack
+from pipeline import run_guard
 
 ARTIFACT_STATES = {v: k for k, v in metadata_store_pb2.Artifact.State.items()}
 # Execution properties worth showing in a lineage (the rest are TFX internals).
@@ -62,7 +64,8 @@ def describe_artifact(store, artifact: metadata_store_pb2.Artifact) -> dict[str,
 
 # ---- sub-commands: each returns data (for --json) and its readable table -------------------
 
-def runs_command(store, _args) -> tuple[Any, str]:
+def runs_command(store, args) -> tuple[Any, str]:
+    run_alive = run_guard.run_in_progress(os.path.dirname(os.path.abspath(args.metadata)))
     rows = []
     for context in metadata.run_contexts(store):
         components = metadata.component_runs(store, context)
@@ -71,7 +74,9 @@ def runs_command(store, _args) -> tuple[Any, str]:
                     default=context.create_time_since_epoch)
         end = max((e.last_update_time_since_epoch for e in executions), default=start)
         states = {c.state for c in components}
-        state = ("FAILED" if "FAILED" in states else
+        if states & {"RUNNING", "NEW"} and not run_alive:
+            states.add("ABANDONED")  # its process is gone; the next run will mark it so
+        state = ("ABANDONED" if "ABANDONED" in states else "FAILED" if "FAILED" in states else
                  "RUNNING" if states & {"RUNNING", "NEW"} else "COMPLETE")
         rows.append({
             "id": context.id, "name": context.name, "started": _time(start),
@@ -79,13 +84,17 @@ def runs_command(store, _args) -> tuple[Any, str]:
             "executed": [c.component for c in components if c.state == "COMPLETE"],
             "cached": [c.component for c in components if c.state == "CACHED"],
             "failed": [c.component for c in components if c.state == "FAILED"],
+            "abandoned": [c.component for c in components
+                          if c.state in ("ABANDONED", "RUNNING", "NEW") and state == "ABANDONED"],
         })
     lines = [f"{'id':>4}  {'run':<28} {'started (UTC)':<20} {'state':<9} {'seconds':>8}  "
              "executed / cached"]
     for row in rows:
         lines.append(f"{row['id']:>4}  {row['name']:<28} {row['started']:<20} {row['state']:<9} "
                      f"{row['seconds']:>8}  {len(row['executed'])} / {len(row['cached'])}"
-                     + (f"  failed: {', '.join(row['failed'])}" if row["failed"] else ""))
+                     + (f"  failed: {', '.join(row['failed'])}" if row["failed"] else "")
+                     + (f"  abandoned: {', '.join(row['abandoned'])}" if row["abandoned"]
+                        else ""))
     return rows, "\n".join(lines)
 
 

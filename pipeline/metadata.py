@@ -9,8 +9,11 @@ import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import run_guard
+
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 NODE_CONTEXT = "node"
+SQLITE_HEADER = b"SQLite format 3\x00"
 STATE_NAMES = {value: name for name, value in metadata_store_pb2.Execution.State.items()}
 
 
@@ -31,18 +34,23 @@ def open_store(path: str) -> metadata_store.MetadataStore:
     """Opens an existing ML Metadata sqlite file read-only."""
     if not os.path.isfile(path):
         raise MetadataError(f"No ML Metadata store at {path!r}.")
+    with open(path, "rb") as handle:
+        if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+            raise MetadataError(f"{path!r} is not an SQLite file, so not an ML Metadata store "
+                                "(the pipeline writes <output-dir>/metadata.sqlite).")
     try:
         store = metadata_store.MetadataStore(sqlite_config(path, read_only=True))
         store.get_context_types()
     except Exception as error:
-        raise MetadataError(f"{path!r} is not an ML Metadata sqlite store ({error}).") from error
+        reason = str(error).rsplit(" query:", 1)[0]  # without the SQL statement that failed
+        raise MetadataError(f"{path!r} is not an ML Metadata store ({reason}).") from error
     return store
 
 
 @dataclasses.dataclass
 class ComponentRun:
     component: str
-    state: str
+    state: str  # MLMD's execution state, or ABANDONED: FAILED by run_guard after its run died
     seconds: float
     execution_id: int
     outputs: dict[str, list[metadata_store_pb2.Artifact]]
@@ -104,9 +112,10 @@ def component_runs(store: metadata_store.MetadataStore,
     for execution in sorted(store.get_executions_by_context(run_context.id), key=lambda e: e.id):
         seconds = (execution.last_update_time_since_epoch
                    - execution.create_time_since_epoch) / 1000.0
-        runs.append(ComponentRun(
-            component_name(store, execution.id), STATE_NAMES[execution.last_known_state],
-            seconds, execution.id, execution_outputs(store, execution.id)))
+        state = ("ABANDONED" if run_guard.ABANDONED_PROPERTY in execution.custom_properties
+                 else STATE_NAMES[execution.last_known_state])
+        runs.append(ComponentRun(component_name(store, execution.id), state, seconds,
+                                 execution.id, execution_outputs(store, execution.id)))
     return runs
 
 
@@ -149,3 +158,27 @@ def evaluation_metrics(evaluation_uri: str) -> dict[str, float]:
                 value.double_value.value if value.HasField("double_value")
                 else value.bounded_value.value.value)
     return metrics
+
+
+def failed_thresholds(evaluation_uri: str) -> list[str]:
+    """Each blessing threshold the candidate model missed: metric, value, bound, and whether the
+    bound was absolute or a change against the baseline (the latest blessed model)."""
+    failures = []
+    for per_slice in tfma.load_validation_result(evaluation_uri).metric_validations_per_slice:
+        for failure in per_slice.failures:
+            value = failure.metric_value.double_value.value
+            threshold = failure.metric_threshold
+            if failure.metric_key.is_diff:
+                change = threshold.change_threshold
+                higher_is_better = (change.direction
+                                    == tfma.MetricDirection.HIGHER_IS_BETTER)
+                bound = f"{'>=' if higher_is_better else '<='} {change.absolute.value:+.4f}"
+                failures.append(f"{failure.metric_key.name}: change {value:+.4f} against the "
+                                f"baseline, needs {bound}")
+                continue
+            bounds = threshold.value_threshold
+            needs = [f">= {bounds.lower_bound.value:.4f}" if bounds.HasField("lower_bound") else "",
+                     f"<= {bounds.upper_bound.value:.4f}" if bounds.HasField("upper_bound") else ""]
+            failures.append(f"{failure.metric_key.name}: {value:.4f}, needs "
+                            f"{' and '.join(n for n in needs if n)} (absolute)")
+    return failures

@@ -1,20 +1,65 @@
-"""One pipeline store for the end-to-end and inspection tests: three runs on a small sample.
+"""One pipeline store for the end-to-end and inspection tests: four runs on a small sample.
 
 The first run trains, blesses and pushes a model; the second, with a top-100 accuracy threshold
 no model can meet, reuses every cached component, re-evaluates and pushes nothing; the third,
-identical to the first, executes nothing.
+a separate process training for one more epoch, is killed with SIGKILL in its Trainer, while a
+run started beside it is refused; the fourth, identical to the first, marks the killed run's
+Trainer abandoned and executes nothing.
 """
 
+import contextlib
 import dataclasses
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import local_runner
 from components.example_gen import synthetic
-from pipeline import metadata
+from pipeline import configs, metadata
 
 SMALL = {"num_users": 120, "num_movies": 150, "ratings_per_user": 30}
+
+
+@dataclasses.dataclass
+class KilledRun:
+    run: metadata.metadata_store_pb2.Context
+    partial_model: Path  # the Trainer's output directory when the run was killed
+    beside_exit_code: int  # of the run started while it held the output directory
+    beside_error: str
+    abandoned_message: str  # what the next run printed about it
+
+
+def _kill_in_the_trainer(arguments: list[str]) -> tuple[Path, int, str]:
+    """Runs the pipeline in a child process until its Trainer has created its output directory,
+    starts a second run into the same output directory, then kills the child with SIGKILL."""
+    output_dir = Path(arguments[arguments.index("--output-dir") + 1])
+    models_before = set((output_dir / "Trainer" / "model").iterdir())
+    child = subprocess.Popen(
+        [sys.executable, "local_runner.py", *arguments, "--epochs", str(configs.EPOCHS + 1)],
+        cwd=local_runner.PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in child.stdout:
+            if "Component Trainer is running." in line:
+                break
+        else:
+            raise AssertionError(f"the run ended before its Trainer (exit {child.wait()})")
+        deadline = time.monotonic() + 120
+        while not (partial := set((output_dir / "Trainer" / "model").iterdir()) - models_before):
+            assert time.monotonic() < deadline, "the Trainer never created its output directory"
+            time.sleep(0.2)
+        with contextlib.redirect_stderr(io.StringIO()) as beside_error:
+            beside_exit_code = local_runner.main(arguments)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    return partial.pop(), beside_exit_code, beside_error.getvalue()
 
 
 @dataclasses.dataclass
@@ -23,6 +68,8 @@ class PipelineStore:
     raw_dir: Path
     blessed_run: metadata.metadata_store_pb2.Context
     rejected_run: metadata.metadata_store_pb2.Context
+    rejected_output: str  # what the rejected run printed
+    killed: KilledRun
     repeated_run: metadata.metadata_store_pb2.Context
 
     @property
@@ -44,14 +91,24 @@ def raw_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pipeline_store(tmp_path_factory, raw_dir) -> PipelineStore:
     output_dir = tmp_path_factory.mktemp("run")
+    metadata_path = str(output_dir / "metadata.sqlite")
     arguments = ["--output-dir", str(output_dir), "--raw-dir", str(raw_dir)]
-    assert local_runner.main(arguments) == 0
-    store = metadata.open_store(str(output_dir / "metadata.sqlite"))
-    blessed_run = metadata.latest_run_context(store)
-    assert local_runner.main([*arguments, "--min-top-100-accuracy", "1.01"]) == 0
-    rejected_run = metadata.latest_run_context(metadata.open_store(
-        str(output_dir / "metadata.sqlite")))
-    assert local_runner.main(arguments) == 0
-    repeated_run = metadata.latest_run_context(metadata.open_store(
-        str(output_dir / "metadata.sqlite")))
-    return PipelineStore(output_dir, raw_dir, blessed_run, rejected_run, repeated_run)
+
+    def latest_run():
+        return metadata.latest_run_context(metadata.open_store(metadata_path))
+
+    assert local_runner.main(arguments) == local_runner.PUSHED
+    blessed_run = latest_run()
+    with contextlib.redirect_stdout(io.StringIO()) as rejected_output:
+        assert (local_runner.main([*arguments, "--min-top-100-accuracy", "1.01"])
+                == local_runner.NOT_BLESSED)
+    rejected_run = latest_run()
+    partial_model, beside_exit_code, beside_error = _kill_in_the_trainer(arguments)
+    killed_run = latest_run()
+    with contextlib.redirect_stdout(io.StringIO()) as repeated_output:
+        assert local_runner.main(arguments) == local_runner.PUSHED
+    repeated_run = latest_run()
+    killed = KilledRun(killed_run, partial_model, beside_exit_code, beside_error,
+                       repeated_output.getvalue())
+    return PipelineStore(output_dir, raw_dir, blessed_run, rejected_run,
+                         rejected_output.getvalue(), killed, repeated_run)

@@ -29,8 +29,11 @@ def test_runs_lists_both_runs_with_cached_and_executed_components(capsys, pipeli
     assert len(blessed["executed"]) == 9 and blessed["cached"] == []
     assert {"Trainer", "Transform", "TfdsExampleGen"} <= set(rejected["cached"])
     assert "Evaluator" in rejected["executed"] and blessed["seconds"] > rejected["seconds"]
+    killed = runs[pipeline_store.killed.run.id]
+    assert killed["state"] == "ABANDONED" and killed["abandoned"] == ["Trainer"]
     code, table, _ = _run(capsys, "--metadata", pipeline_store.path, "runs")
     assert code == 0 and pipeline_store.blessed_run.name in table
+    assert "abandoned: Trainer" in table
 
 
 def test_artifacts_of_a_run_exist_on_disk_and_filter_by_type(capsys, pipeline_store):
@@ -86,7 +89,11 @@ def test_clear_errors_for_missing_store_foreign_file_and_unknown_ids(capsys, pip
     foreign = tmp_path / "foreign.sqlite"
     sqlite3.connect(foreign).execute("create table t (x)").connection.close()
     code, _, err = _run(capsys, "--metadata", str(foreign), "runs")
-    assert code == 2 and "is not an ML Metadata" in err
+    assert code == 2 and "is not an ML Metadata store" in err and "CREATE TABLE" not in err
+    not_sqlite = tmp_path / "notes.sqlite"
+    not_sqlite.write_text("not a database")
+    code, _, err = _run(capsys, "--metadata", str(not_sqlite), "runs")
+    assert code == 2 and "is not an SQLite file" in err
     code, _, err = _run(capsys, "--metadata", pipeline_store.path, "lineage", "999999")
     assert code == 2 and "No artifact with id 999999" in err
     code, _, err = _run(capsys, "--metadata", pipeline_store.path, "metrics", "--run", "nope")

@@ -62,16 +62,21 @@ def test_progress_survives_tensorflow_silencing_absl_for_a_moment():
     (["--beam-workers", "-1"], "argument --beam-workers: must be at least 1, got -1"),
     (["--dataset", "movielens/3m-ratings"], "Unknown TFDS dataset 'movielens/3m-ratings'"),
     (["--raw-dir", "{incomplete}"], "has no 'u.user'"),
+    (["--raw-dir", "{no_ratings}"], "u.data' holds no ratings"),
     (["--output-dir", "{a_file}"], "exists and is not a directory"),
 ])
 def test_argument_errors_are_named_before_anything_is_written(tmp_path, capsys, arguments,
                                                               message):
-    incomplete, a_file = tmp_path / "incomplete", tmp_path / "a_file"
-    incomplete.mkdir()
-    for name in ("u.data", "u.item"):
-        (incomplete / name).write_text("")
+    incomplete, no_ratings = tmp_path / "incomplete", tmp_path / "no_ratings"
+    a_file = tmp_path / "a_file"
+    for directory, names in ((incomplete, ("u.data", "u.item")),
+                             (no_ratings, ("u.data", "u.item", "u.user"))):
+        directory.mkdir()
+        for name in names:
+            (directory / name).write_text("\n" if name == "u.data" else "1|x\n")
     a_file.write_text("")
-    arguments = [a.format(incomplete=incomplete, a_file=a_file) for a in arguments]
+    arguments = [a.format(incomplete=incomplete, no_ratings=no_ratings, a_file=a_file)
+                 for a in arguments]
     if "--output-dir" not in arguments:
         arguments += ["--output-dir", str(tmp_path / "out")]
 

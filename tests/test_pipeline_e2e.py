@@ -131,12 +131,42 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
     assert any(set(row) & rated.get(user, set()) for user, row in zip(users, answers["exact"]))
 
 
-def test_unreachable_thresholds_block_the_push(pipeline_store):
+def test_unreachable_thresholds_block_the_push_and_are_named(pipeline_store):
     runs = pipeline_store.components(pipeline_store.rejected_run)
     assert runs["Trainer"].state == "CACHED"
     assert runs["Evaluator"].outputs["blessing"][0].custom_properties["blessed"].int_value == 0
     assert runs["Pusher"].outputs["pushed_model"][0].custom_properties["pushed"].int_value == 0
     assert len(os.listdir(pipeline_store.output_dir / "serving_model")) == 1
+    # (The run's exit status, NOT_BLESSED, is checked where the fixture runs it.)
+    accuracy = metadata.evaluation_metrics(runs["Evaluator"].outputs["evaluation"][0].uri)[
+        "top_100_accuracy"]
+    failed = [line for line in pipeline_store.rejected_output.splitlines()
+              if "failed threshold" in line]
+    assert failed == [f"  failed threshold: top_100_accuracy: {accuracy:.4f}, needs >= 1.0100 "
+                      "(absolute)"]
+    assert "not blessed: nothing pushed (exit status 3)" in pipeline_store.rejected_output
+
+
+def test_a_second_run_into_a_busy_output_dir_is_refused(pipeline_store):
+    killed = pipeline_store.killed
+    assert killed.beside_exit_code == local_runner.BUSY
+    assert f"Output directory {str(pipeline_store.output_dir)!r} is in use by another run (pid " \
+        in killed.beside_error and "pass another --output-dir" in killed.beside_error
+
+
+def test_a_run_killed_in_the_trainer_is_marked_abandoned_and_its_partial_model_removed(
+        pipeline_store):
+    killed = pipeline_store.killed
+    runs = pipeline_store.components(killed.run)
+    assert runs["Trainer"].state == "ABANDONED"
+    assert {runs[name].state for name in ("TfdsExampleGen", "Transform")} == {"CACHED"}
+    assert "Evaluator" not in runs and "Pusher" not in runs
+    assert not killed.partial_model.exists()
+    assert (f"Marked Trainer (execution {runs['Trainer'].execution_id}) of a run that ended "
+            "unfinished as FAILED") in killed.abandoned_message
+    assert str(killed.partial_model) in killed.abandoned_message
+    # The re-run after it reused the first run's model: nothing trained or pushed again.
+    assert pipeline_store.components(pipeline_store.repeated_run)["Trainer"].state == "CACHED"
 
 
 def test_identical_rerun_executes_nothing_and_pushes_no_new_version(pipeline_store):

@@ -141,15 +141,16 @@ def prepare_builders(dataset: str, data_dir: str | None, raw_dir: str | None):
                      for name in (dataset, catalogue))
     builders = []
     for name in (dataset, catalogue):
-        builder = tfds.builder(name, data_dir=data_dir)
-        if not builder.is_prepared():
-            try:
-                builder.download_and_prepare()
-            except Exception as error:
-                raise tfds_source.DataSourceError(
-                    f"TFDS could not download and prepare {name!r} into {builder.data_dir!r} "
-                    f"({type(error).__name__}: {error}). Without internet, pass raw_dir, a "
-                    "directory of the GroupLens files.") from error
+        with tfds_source.build_lock(data_dir or tfds.core.constants.DATA_DIR, name):
+            builder = tfds.builder(name, data_dir=data_dir)
+            if not builder.is_prepared():
+                try:
+                    builder.download_and_prepare()
+                except Exception as error:
+                    raise tfds_source.DataSourceError(
+                        f"TFDS could not download and prepare {name!r} into "
+                        f"{builder.data_dir!r} ({type(error).__name__}: {error}). Without "
+                        "internet, pass raw_dir, a directory of the GroupLens files.") from error
         builders.append(builder)
     return tuple(builders)
 

@@ -1,3 +1,4 @@
+import concurrent.futures
 import os
 
 import numpy as np
@@ -160,3 +161,17 @@ def test_every_movielens_format_builds_and_meets_its_curated_schema(tmp_path, ve
             data_location=os.path.join(artifact_utils.get_split_uri([examples], split), "*.gz"))
         anomalies = tfdv.validate_statistics(statistics, schema)
         assert not anomalies.anomaly_info, (version, split, dict(anomalies.anomaly_info))
+
+
+def test_concurrent_builds_into_one_tfds_data_dir_both_succeed(tmp_path, raw_dir):
+    """Two runs sharing a TFDS data directory: without the build lock the second build fails
+    renaming its finished copy onto the first's."""
+    data_dir = str(tmp_path / "tfds")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        builds = [pool.submit(tfds_source.prepare_from_raw_dir, "100k-ratings", str(raw_dir),
+                              data_dir) for _ in range(2)]
+        builders = [build.result() for build in builds]
+    assert all(builder.is_prepared() for builder in builders)
+    assert builders[0].info.splits["train"].num_examples == len(
+        (raw_dir / "u.data").read_text().splitlines())
+    assert not list((tmp_path / "tfds").rglob("incomplete*"))

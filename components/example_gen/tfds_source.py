@@ -11,10 +11,14 @@ with this module before importing the stack.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
+import itertools
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +66,10 @@ def check_raw_dir(version: str, raw_dir: str | os.PathLike) -> None:
                 f"Raw MovieLens {version} directory {str(raw_dir)!r} has no {file_name!r} "
                 f"(expected the GroupLens files {', '.join(RAW_FILES[version])})."
             )
+    ratings_path = raw_dir / RAW_FILES[version][0]
+    header_lines = 1 if ratings_path.suffix == ".csv" else 0
+    if next(itertools.islice(_raw_lines(ratings_path), header_lines, None), None) is None:
+        raise DataSourceError(f"Ratings file {str(ratings_path)!r} holds no ratings.")
 
 
 def raw_dir_fingerprint(version: str, raw_dir: str | os.PathLike) -> str:
@@ -147,6 +155,25 @@ def _local_builder_class(raw_dir: str):
     return Movielens
 
 
+@contextlib.contextmanager
+def build_lock(data_dir: str, name: str) -> Iterator[None]:
+    """Waits for, then holds, the right to build dataset `name` in `data_dir`.
+
+    TFDS builds into a temporary directory and renames it into place; of two processes building
+    the same dataset at once (two runs sharing a TFDS data directory), the second fails on that
+    rename. Under this lock the second finds the first's build prepared and reads it. Object
+    stores (gs://...) have no file locks: there, one build per data directory at a time is the
+    caller's to arrange.
+    """
+    if "://" in data_dir:
+        yield
+        return
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, f".{name.replace('/', '_')}.build.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
 def prepare_from_raw_dir(config: str, raw_dir: str, data_dir: str) -> tfds.core.DatasetBuilder:
     """Builds `movielens/<config>` under `data_dir` from raw GroupLens files, unless present.
 
@@ -156,16 +183,17 @@ def prepare_from_raw_dir(config: str, raw_dir: str, data_dir: str) -> tfds.core.
 
     version = config.rsplit("-", 1)[0]
     check_raw_dir(version, raw_dir)
-    builder = tfds.builder(f"movielens/{config}", data_dir=data_dir)
-    if builder.is_prepared():
-        return builder
-    local_builder = _local_builder_class(str(Path(raw_dir).resolve()))(
-        config=config, data_dir=data_dir)
-    try:
-        local_builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-    except Exception as error:
-        problem = find_malformed_rating(version, raw_dir) or f"{type(error).__name__}: {error}"
-        raise DataSourceError(
-            f"Cannot build movielens/{config} from {raw_dir!r}: {problem}") from error
-    return tfds.builder(f"movielens/{config}", data_dir=data_dir)
+    name = f"movielens/{config}"
+    with build_lock(data_dir, name):
+        builder = tfds.builder(name, data_dir=data_dir)
+        if builder.is_prepared():
+            return builder
+        local_builder = _local_builder_class(str(Path(raw_dir).resolve()))(
+            config=config, data_dir=data_dir)
+        try:
+            local_builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        except Exception as error:
+            problem = find_malformed_rating(version, raw_dir) or f"{type(error).__name__}: {error}"
+            raise DataSourceError(f"Cannot build {name} from {raw_dir!r}: {problem}") from error
+    return tfds.builder(name, data_dir=data_dir)
