@@ -35,13 +35,14 @@ COLUMNS = [f"top_{k}_accuracy" for k in KS] + ["top_10_accuracy_unrated",
 def run_pipeline(raw_dir: str, output_dir: str) -> dict:
     """Runs the pipeline; returns its Evaluator metrics, examples URI and pushed model path."""
     started = time.time()
-    if local_runner.main(["--raw-dir", raw_dir, "--output-dir", output_dir]) != 0:
-        raise RuntimeError("The pipeline failed; see its output above.")
+    status = local_runner.main(["--raw-dir", raw_dir, "--output-dir", output_dir])
+    if status == local_runner.NOT_BLESSED:
+        raise RuntimeError("The pipeline's model was not blessed, so nothing was pushed.")
+    if status != local_runner.PUSHED:
+        raise RuntimeError(f"The pipeline failed (exit status {status}); see its output above.")
     runs = metadata.latest_component_runs(os.path.join(output_dir, "metadata.sqlite"))
     evaluation = metadata.evaluation_metrics(runs["Evaluator"].outputs["evaluation"][0].uri)
     pushed = runs["Pusher"].outputs["pushed_model"][0].custom_properties
-    if not pushed["pushed"].int_value:
-        raise RuntimeError("The pipeline's model was not blessed, so nothing was pushed.")
     return {"metrics": evaluation, "examples": runs["TfdsExampleGen"].outputs["examples"][0].uri,
             "model": pushed["pushed_destination"].string_value,
             "seconds": time.time() - started,
