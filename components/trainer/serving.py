@@ -10,7 +10,9 @@ needs, with these signatures:
 - unrated(user_id) -> titles, scores: the same among the titles the user has not rated in
   training (what a product shows).
 - brute_force(user_id) -> titles, scores: the same as serving_default, exact.
-- rating(user_id [B], movie_title [B]) -> rating [B]; rating_at_time(user_id, movie_title,
+- rating(user_id [B], movie_title [B]) -> rating [B], known_user [B] and known_title [B]
+  (bool: the user was in training, the title is in the catalogue; unknown ones are rated
+  through the shared out-of-vocabulary embedding); rating_at_time(user_id, movie_title,
   timestamp) the same for requests at the given times.
 - catalogue_scores(user_id) -> scores [B, N], titles [N]: exact scores of every title (for
   offline analysis and benchmarks); catalogue_scores_at_time(user_id, timestamp) the same at
@@ -20,6 +22,11 @@ needs, with these signatures:
   best-scored titles of the whole catalogue, exact scores; `_unrated` leaves out the titles the
   user rated in training), squared_error and rating, scann_recall_at_10 (overlap of ScaNN's
   top 10 with the exact top 10).
+
+Every input is a batch, shape [B]; another rank, or inputs of different lengths, fail with
+the input named. An empty batch gives empty outputs of the documented shapes ([0, k] for
+titles and scores). Request times are clamped into [0, model.LATEST_TIME]: before 1970 means
+before every rating, beyond 2106 (int64 max included) after all of them.
 
 Request time: `evaluation` scores each example at its own timestamp, and the `_at_time`
 signatures at the given ones (the session term, see ModelConfig's history_time_boundaries).
@@ -81,6 +88,18 @@ def scann_parameters(num_candidates: int) -> dict:
             "num_reordering_candidates": min(num_candidates, 500)}
 
 
+def batch_inputs(**inputs: tf.Tensor) -> list[tf.Tensor]:
+    """The inputs, checked when the signature runs (a SavedModel signature does not enforce its
+    input shapes): each of rank 1 (the error names the input) and all of one length."""
+    checked = [tf.ensure_shape(tensor, [None]) for tensor in inputs.values()]
+    names = " and ".join(inputs)
+    with tf.control_dependencies([
+            tf.debugging.assert_equal(tf.shape(tensor)[0], tf.shape(checked[0])[0],
+                                      message=f"{names} must have the same length")
+            for tensor in checked[1:]]):
+        return [tf.identity(tensor) for tensor in checked]
+
+
 class RecommenderModule(tf.Module):
     """What the pushed model serves; built once after training (see `build`)."""
 
@@ -95,6 +114,7 @@ class RecommenderModule(tf.Module):
         self.user_tower = user_tower
         self.rating_head = rating_head
         self.raw_feature_spec = tf_transform_output.raw_feature_spec()
+        self.num_users = tf_transform_output.vocabulary_size_by_name(features.USER_VOCABULARY)
         self.top_k = top_k
 
         num_candidates = len(catalogue_titles)
@@ -157,17 +177,23 @@ class RecommenderModule(tf.Module):
         """[B, N] bool: True where the user rated that catalogue title in training."""
         return model_lib.rated_mask(self.rated_rows, user_index, num_candidates)
 
+    def _top_k(self, scores: tf.Tensor, rows: tf.Tensor) -> dict:
+        # [B, k] for every B: ScaNN answers an empty batch with shape [0, 0].
+        return {"titles": tf.reshape(tf.gather(self.catalogue_titles, rows), [-1, self.top_k]),
+                "scores": tf.reshape(scores, [-1, self.top_k])}
+
     def _scann_top_k(self, user_embedding: tf.Tensor) -> dict:
-        scores, rows = self.scann(user_embedding, k=self.top_k)
-        return {"titles": tf.gather(self.catalogue_titles, rows), "scores": scores}
+        return self._top_k(*self.scann(user_embedding, k=self.top_k))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend(self, user_id):
+        [user_id] = batch_inputs(user_id=user_id)
         return self._scann_top_k(self._user_embedding(user_id)[0])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
                                   tf.TensorSpec([None], tf.int64, name="timestamp")])
     def recommend_at_time(self, user_id, timestamp):
+        user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
         return self._scann_top_k(self._user_embedding(user_id, timestamp)[0])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
@@ -175,54 +201,63 @@ class RecommenderModule(tf.Module):
         """ScaNN's top k among the titles the user has not rated: the search asks for k more
         titles than the batch's longest history, then drops the rated ones (a user who rated
         all but fewer than k titles gets rated ones last, scored float32 min)."""
+        [user_id] = batch_inputs(user_id=user_id)
         user_embedding, user_index = self._user_embedding(user_id)
         num_candidates = tf.shape(self.catalogue_titles, out_type=tf.int64)[0]
-        longest_history = tf.reduce_max(tf.gather(self.rated_rows, user_index).row_lengths())
+        longest_history = tf.reduce_max(tf.concat(
+            [tf.gather(self.rated_rows, user_index).row_lengths(), [0]], axis=0))
         k = tf.minimum(self.top_k + longest_history, num_candidates)
         scores, rows = self.scann(user_embedding, k=tf.cast(k, tf.int32))
+        scores, rows = tf.reshape(scores, [-1, k]), tf.reshape(rows, [-1, k])
         rated = tf.gather(tf.cast(self._rated_mask(user_index, num_candidates), tf.int32),
                           rows, batch_dims=1)
         kept_scores, kept = tf.math.top_k(
             tf.where(rated > 0, tf.float32.min, scores), k=self.top_k)
-        return {"titles": tf.gather(self.catalogue_titles, tf.gather(rows, kept, batch_dims=1)),
-                "scores": kept_scores}
+        return self._top_k(kept_scores, tf.gather(rows, kept, batch_dims=1))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend_exact(self, user_id):
+        [user_id] = batch_inputs(user_id=user_id)
         user_embedding, _ = self._user_embedding(user_id)
-        scores, rows = tf.math.top_k(self._exact_scores(user_embedding), k=self.top_k)
-        return {"titles": tf.gather(self.catalogue_titles, rows), "scores": scores}
+        return self._top_k(*tf.math.top_k(self._exact_scores(user_embedding), k=self.top_k))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def score_catalogue(self, user_id):
+        [user_id] = batch_inputs(user_id=user_id)
         user_embedding, _ = self._user_embedding(user_id)
         return {"scores": self._exact_scores(user_embedding), "titles": self.catalogue_titles}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
                                   tf.TensorSpec([None], tf.int64, name="timestamp")])
     def score_catalogue_at_time(self, user_id, timestamp):
+        user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
         user_embedding, _ = self._user_embedding(user_id, timestamp)
         return {"scores": self._exact_scores(user_embedding), "titles": self.catalogue_titles}
 
     def _rating(self, user_id: tf.Tensor, movie_title: tf.Tensor,
                 timestamp: tf.Tensor | None = None) -> dict:
-        _, user_vector, _ = self._user_vectors(user_id, timestamp)
-        movie_embedding = tf.gather(self.movie_embeddings, self.title_to_row.lookup(movie_title))
-        return {"rating": self.rating_head([user_vector, movie_embedding])}
+        _, user_vector, user_index = self._user_vectors(user_id, timestamp)
+        rows = self.title_to_row.lookup(movie_title)
+        movie_embedding = tf.gather(self.movie_embeddings, rows)
+        return {"rating": self.rating_head([user_vector, movie_embedding]),
+                "known_user": user_index < self.num_users,
+                "known_title": rows < tf.size(self.catalogue_titles, out_type=tf.int64)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
                                   tf.TensorSpec([None], tf.string, name="movie_title")])
     def predict_rating(self, user_id, movie_title):
-        return self._rating(user_id, movie_title)
+        return self._rating(*batch_inputs(user_id=user_id, movie_title=movie_title))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
                                   tf.TensorSpec([None], tf.string, name="movie_title"),
                                   tf.TensorSpec([None], tf.int64, name="timestamp")])
     def predict_rating_at_time(self, user_id, movie_title, timestamp):
-        return self._rating(user_id, movie_title, timestamp)
+        return self._rating(*batch_inputs(user_id=user_id, movie_title=movie_title,
+                                          timestamp=timestamp))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate(self, examples):
+        [examples] = batch_inputs(examples=examples)
         raw = tf.io.parse_example(examples, self.raw_feature_spec)
         user_embedding, rating_vector, user_index = self._user_vectors(
             raw[features.USER_ID], raw[features.TIMESTAMP])

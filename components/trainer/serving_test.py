@@ -1,0 +1,165 @@
+"""The served signatures' contract, on a tiny untrained model saved and loaded as the Pusher's:
+shapes (empty batches included), unknown users and titles, extreme request times, bad inputs."""
+
+import os
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+from components import features, stack
+from components.trainer import model as model_lib
+from components.trainer import serving, train
+from components.transform import preprocessing
+from pipeline import configs
+
+TOP_K = 5
+RAW_SPEC = {
+    features.USER_ID: tf.io.FixedLenFeature([1], tf.string),
+    features.MOVIE_TITLE: tf.io.FixedLenFeature([1], tf.string),
+    features.MOVIE_GENRES: tf.io.VarLenFeature(tf.int64),
+    features.RATING: tf.io.FixedLenFeature([1], tf.float32),
+    features.TIMESTAMP: tf.io.FixedLenFeature([1], tf.int64),
+}
+TITLES = [f"Title {i} (1990)".encode() for i in range(40)]  # ScaNN needs at least 16
+CATALOGUE_ONLY = b"Never Rated (2000)"  # in the catalogue, not in any rating
+
+
+def _ratings() -> list[dict]:
+    rng = np.random.default_rng(0)
+    return [{features.USER_ID: [str(user).encode()],
+             features.MOVIE_TITLE: [TITLES[(user * 3 + i) % len(TITLES)]],
+             features.MOVIE_GENRES: [int(i % 3)], features.RATING: [float(rng.integers(1, 6))],
+             features.TIMESTAMP: [1_000_000 + 3_600 * i]}
+            for user in range(1, 5) for i in range(6)]
+
+
+def _serialized(rows: list[dict]) -> list[bytes]:
+    def feature(values):
+        if isinstance(values[0], bytes):
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        if isinstance(values[0], float):
+            return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    return [tf.train.Example(features=tf.train.Features(feature={
+        name: feature(values) for name, values in row.items()})).SerializeToString()
+            for row in rows]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    rows = _ratings()
+    transform_dir = str(tmp_path_factory.mktemp("transform"))
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
+    with beam.Pipeline() as pipeline, tft_beam.Context(
+            temp_dir=str(tmp_path_factory.mktemp("tft")), force_tf_compat_v1=False):
+        transform_fn = ((pipeline | beam.Create(rows), metadata)
+                        | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn))
+        _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
+    metadata_io.write_metadata(metadata, os.path.join(
+        transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR))  # as TFX's Transform does
+    transform_output = tft.TFTransformOutput(transform_dir)
+    users = transform_output.vocabulary_by_name(features.USER_VOCABULARY)
+    movies = transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
+    inputs = train.model_inputs(tf.data.Dataset.from_tensor_slices(_serialized(rows)),
+                                transform_output)
+    histories = train.user_histories(inputs, len(users))
+    catalogue_titles = np.array(TITLES + [CATALOGUE_ONLY], dtype=object)
+    catalogue_genres = tf.ragged.constant([[i % 3] for i in range(len(catalogue_titles))],
+                                          dtype=tf.int64)
+    config = model_lib.ModelConfig.from_custom_config(
+        {**configs.HYPERPARAMETERS, "embedding_dim": 8, "top_k": TOP_K})
+    recommender = model_lib.build_model(
+        len(users), len(movies), config,
+        train.genres_by_movie_index(transform_output, catalogue_titles, catalogue_genres,
+                                    len(movies)),
+        user_histories=histories)
+    module = serving.RecommenderModule(
+        transform_output, recommender.user_tower, recommender.movie_tower,
+        recommender.rating_head, catalogue_titles, catalogue_genres,
+        train.rated_catalogue_rows(histories, movies, catalogue_titles), TOP_K)
+    export_dir = str(tmp_path_factory.mktemp("model"))
+    module.save(export_dir)
+    stack.register_scann_ops()
+    return tf.saved_model.load(export_dir)
+
+
+def _strings(*values):
+    return tf.constant(values, tf.string, shape=[len(values)])
+
+
+def _times(*values):
+    return tf.constant(values, tf.int64, shape=[len(values)])
+
+
+def test_every_signature_answers_an_empty_batch_with_its_usual_shapes(model):
+    no_users, no_times = _strings(), _times()
+    top_k_signatures = {"serving_default": {}, "unrated": {}, "brute_force": {},
+                        "at_time": {"timestamp": no_times}}
+    for name, extra in top_k_signatures.items():
+        outputs = model.signatures[name](user_id=no_users, **extra)
+        assert outputs["titles"].shape == outputs["scores"].shape == (0, TOP_K), name
+    for name, extra in {"catalogue_scores": {}, "catalogue_scores_at_time":
+                        {"timestamp": no_times}}.items():
+        outputs = model.signatures[name](user_id=no_users, **extra)
+        assert outputs["scores"].shape == (0, len(TITLES) + 1), name
+    for name, extra in {"rating": {}, "rating_at_time": {"timestamp": no_times}}.items():
+        outputs = model.signatures[name](user_id=no_users, movie_title=_strings(), **extra)
+        assert {key: value.shape for key, value in outputs.items()} == {
+            "rating": (0,), "known_user": (0,), "known_title": (0,)}, name
+    assert model.signatures["evaluation"](examples=_strings())["squared_error"].shape == (0,)
+
+
+def test_the_same_signatures_answer_a_batch_with_k_titles_each(model):
+    users = _strings(b"1", b"2", b"no-such-user")
+    for name in ("serving_default", "unrated", "brute_force"):
+        outputs = model.signatures[name](user_id=users)
+        assert outputs["titles"].shape == outputs["scores"].shape == (3, TOP_K), name
+    unrated = model.signatures["unrated"](user_id=users)["titles"].numpy()
+    rated_by_user_1 = {row[features.MOVIE_TITLE][0] for row in _ratings()
+                       if row[features.USER_ID] == [b"1"]}
+    assert not set(unrated[0]) & rated_by_user_1
+
+
+def test_rating_tells_known_users_and_titles_from_unknown_ones(model):
+    outputs = model.signatures["rating"](
+        user_id=_strings(b"1", b"1", b"1", b"no-such-user"),
+        movie_title=_strings(TITLES[0], CATALOGUE_ONLY, b"Not In The Catalogue", TITLES[0]))
+    assert outputs["known_title"].numpy().tolist() == [True, True, False, True]
+    assert outputs["known_user"].numpy().tolist() == [True, True, True, False]
+    assert np.isfinite(outputs["rating"].numpy()).all()
+
+
+def test_request_times_beyond_the_range_are_clamped(model):
+    users = _strings(b"1", b"1", b"1", b"1")
+    extreme = _times(np.iinfo(np.int64).min, 0, np.iinfo(np.int64).max, model_lib.LATEST_TIME)
+    scores = model.signatures["catalogue_scores_at_time"](user_id=users,
+                                                         timestamp=extreme)["scores"].numpy()
+    np.testing.assert_array_equal(scores[0], scores[1])
+    np.testing.assert_array_equal(scores[2], scores[3])
+    untimed = model.signatures["catalogue_scores"](user_id=users[:1])["scores"].numpy()
+    np.testing.assert_allclose(scores[2], untimed[0], rtol=1e-6)
+    ratings = model.signatures["rating_at_time"](
+        user_id=users, movie_title=_strings(*[TITLES[0]] * 4), timestamp=extreme)["rating"]
+    assert np.isfinite(ratings.numpy()).all()
+
+
+@pytest.mark.parametrize("name, inputs, message", [
+    ("serving_default", {"user_id": tf.constant([[b"1"]])},
+     r"Shape of tensor user_id \[1,1\] is not compatible with expected shape \[\?\]"),
+    ("brute_force", {"user_id": tf.constant(b"1")},
+     r"Shape of tensor user_id \[\] is not compatible"),
+    ("at_time", {"user_id": _strings(b"1", b"2"), "timestamp": _times(5)},
+     "user_id and timestamp must have the same length"),
+    ("rating", {"user_id": _strings(b"1"), "movie_title": tf.constant([[TITLES[0]]])},
+     "Shape of tensor movie_title"),
+])
+def test_inputs_of_another_rank_or_length_are_refused_with_the_input_named(model, name,
+                                                                           inputs, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        model.signatures[name](**inputs)
