@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -12,10 +13,13 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 import kubeflow_v2_runner
+from components.example_gen import tfds_source
 from components.source_fingerprint import step_source_fingerprint
 from pipeline import configs
+from tests.kfp_launcher import KfpLauncher
 from tests.recording_server import RecordingServer
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "europe-docker.pkg.dev/acme/recsys/movielens:1.0"
 ROOT = "gs://acme-pipelines/movielens"
 # Each component's task; the Resolver compiles to two resolver tasks.
@@ -196,3 +200,37 @@ def test_kfp_unreachable_endpoint_fails_with_a_clear_message(compiled, tmp_path)
         "--endpoint", "http://127.0.0.1:9"])
     with pytest.raises(kubeflow_v2_runner.SubmitError, match="could not be reached"):
         kubeflow_v2_runner.submit_kfp(args, str(copy))
+
+
+def test_the_compiled_spec_runs_task_by_task_as_the_kfp_launcher_would(tmp_path, raw_dir):
+    """Every task of the JSON a user submits, fed the executor input KFP's launcher builds
+    (see tests/kfp_launcher.py), on data prepared where the spec's TFDS data dir points."""
+    tfds_dir, root = tmp_path / "tfds", tmp_path / "root"
+    for config in ("100k-ratings", "100k-movies"):
+        tfds_source.prepare_from_raw_dir(config, str(raw_dir), str(tfds_dir))
+    # One pass and thresholds any model meets: blessing on merit is the local runs' test.
+    _, job = _compile(tmp_path, "--pipeline-root", str(root), "--tfds-data-dir", str(tfds_dir),
+                      "--epochs", "1", "--min-top-100-accuracy", "0", "--max-rmse", "100")
+
+    runs = {run.name: run for run in KfpLauncher(
+        str(root), kubeflow_v2_runner.CONTAINER_PROJECT_DIR,
+        str(PROJECT_ROOT)).run(job)}
+
+    containers = {name for name, run in runs.items() if run.kind == "container"}
+    assert containers == {"TfdsExampleGen", "ImportSchemaGen", "StatisticsGen",
+                          "StrictExampleValidator", "Transform", "Trainer", "Evaluator",
+                          "Pusher"}
+    assert "components.example_gen.executor.Executor" in runs["TfdsExampleGen"].command
+    # First run: no blessed model yet, so the resolvers hand the Evaluator no baseline.
+    assert all(artifacts == [] for name, run in runs.items() if run.kind == "resolver"
+               for artifacts in run.outputs.values())
+    [examples] = runs["TfdsExampleGen"].outputs["examples"]
+    assert json.loads(examples.metadata["split_names"]) == ["train", "eval", "movies"]
+    assert examples.uri.startswith(str(root))
+    [blessing] = runs["Evaluator"].outputs["blessing"]
+    assert blessing.metadata["blessed"] == 1
+    [pushed] = runs["Pusher"].outputs["pushed_model"]
+    assert pushed.metadata["pushed"] == 1
+    destination = pushed.metadata["pushed_destination"]
+    assert destination.startswith(str(root / "serving_model"))
+    assert os.path.exists(os.path.join(destination, "saved_model.pb"))

@@ -95,6 +95,7 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
                   "catalogue_scores_much_later":
                       catalogue_much_later["scores"].numpy().tolist(),
                   "rating": rating["rating"].numpy().tolist(),
+                  "known_title": rating["known_title"].numpy().tolist(),
                   "rating_much_later": rating_much_later["rating"].numpy().tolist()}}))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -106,6 +107,7 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
     agreement = sum(len(set(s) & set(e)) for s, e in zip(answers["scann"], answers["exact"]))
     assert agreement / (10 * len(answers["exact"])) >= 0.9
     assert all(0.0 < r < 6.0 for r in answers["rating"])
+    assert answers["known_title"] == [True, False]
     np.testing.assert_allclose(answers["rating_much_later"], answers["rating"], atol=1e-4)
     np.testing.assert_allclose(answers["catalogue_scores_much_later"],
                                answers["catalogue_scores"], atol=1e-4)
