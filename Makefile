@@ -11,7 +11,7 @@ setup:
 
 test: setup
 	$(VENV_PYTHON) -m ruff check .
-	$(VENV_PYTHON) -m pytest $(PYTEST_ARGS)
+	$(VENV_PYTHON) -m pytest -n auto --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
 
 # The whole pipeline on a small built-in MovieLens-shaped sample (a few minutes).
 demo: setup

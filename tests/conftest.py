@@ -83,6 +83,17 @@ class PipelineStore:
         return {c.component: c for c in metadata.component_runs(self.store(), run)}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """Under `pytest -n ... --dist loadgroup` (make test): one worker builds the pipeline store
+    and runs every test using it; the other tests go to workers a module at a time, so each
+    module-scoped fixture (a saved model, a TFDS build) is built once."""
+    for item in items:
+        group = ("pipeline_store" if "pipeline_store" in item.fixturenames
+                 else item.nodeid.split("::")[0])
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def raw_dir(tmp_path_factory) -> Path:
     return synthetic.write_movielens_100k(tmp_path_factory.mktemp("raw"), seed=7, **SMALL)
