@@ -140,7 +140,7 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
 # Exit statuses, for scripts (README "Exit status").
 PUSHED = 0  # the run completed and its model is blessed (pushed now, or by an identical run)
 FAILED = 1  # a component failed; its error is printed
-USAGE = 2  # a flag or input file is wrong; nothing ran
+# 2: a flag or input file is wrong, nothing ran (argparse's usage error)
 NOT_BLESSED = 3  # the run completed, the model missed a blessing threshold: nothing pushed
 BUSY = 75  # another run holds the output directory (sysexits' EX_TEMPFAIL: try again later)
 
