@@ -165,8 +165,10 @@ def test_every_movielens_format_builds_and_meets_its_curated_schema(tmp_path, ve
 
 def test_concurrent_builds_into_one_tfds_data_dir_both_succeed(tmp_path, raw_dir):
     """Two runs sharing a TFDS data directory: without the build lock the second build fails
-    renaming its finished copy onto the first's."""
+    renaming its finished copy onto the first's. A killed build's leftovers are removed."""
     data_dir = str(tmp_path / "tfds")
+    killed_build = tmp_path / "tfds" / "movielens" / "100k-ratings" / "incomplete.ABC123_0.1.1"
+    killed_build.mkdir(parents=True)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         builds = [pool.submit(tfds_source.prepare_from_raw_dir, "100k-ratings", str(raw_dir),
                               data_dir) for _ in range(2)]

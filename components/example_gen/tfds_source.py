@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -161,9 +162,9 @@ def build_lock(data_dir: str, name: str) -> Iterator[None]:
 
     TFDS builds into a temporary directory and renames it into place; of two processes building
     the same dataset at once (two runs sharing a TFDS data directory), the second fails on that
-    rename. Under this lock the second finds the first's build prepared and reads it. Object
-    stores (gs://...) have no file locks: there, one build per data directory at a time is the
-    caller's to arrange.
+    rename. Under this lock the second finds the first's build prepared and reads it, and the
+    temporary directories of builds that were killed are removed. Object stores (gs://...) have
+    no file locks: there, one build per data directory at a time is the caller's to arrange.
     """
     if "://" in data_dir:
         yield
@@ -171,6 +172,8 @@ def build_lock(data_dir: str, name: str) -> Iterator[None]:
     os.makedirs(data_dir, exist_ok=True)
     with open(os.path.join(data_dir, f".{name.replace('/', '_')}.build.lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        for unfinished in Path(data_dir, *name.split("/")).glob("incomplete.*"):
+            shutil.rmtree(unfinished, ignore_errors=True)
         yield  # closing the file releases the lock
 
 
