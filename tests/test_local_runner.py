@@ -47,6 +47,7 @@ def test_progress_survives_tensorflow_silencing_absl_for_a_moment():
     absl_logger = logging.getLogger("absl")
     saved = (absl_logging.get_verbosity(), absl_logger.propagate, list(absl_logger.handlers))
     try:
+        absl_logging.set_verbosity(absl_logging.WARNING)  # whatever an earlier test left
         local_runner.show_progress()
         previous = absl_logging.get_verbosity()  # what TF's SavedModel export does
         absl_logging.set_verbosity(absl_logging.FATAL)

@@ -1,8 +1,8 @@
 """The exported SavedModel: towers, rating head, Transform graph, catalogue and ScaNN index.
 
-The Keras training model is not exported as such: TFRS's FactorizedTopK metric holds a dataset
-that cannot be saved, and serving needs raw inputs. `RecommenderModule` holds only what answering
-needs, with these signatures:
+The Keras training model is not exported as such: it takes Transform's outputs (indices, not
+raw strings), holds training-only parts (the losses, the sampled softmax) and has no catalogue
+or index. `RecommenderModule` holds only what answering needs, with these signatures:
 
 - serving_default(user_id [B] string) -> titles [B, k], scores [B, k]: ScaNN over the catalogue.
 - at_time(user_id, timestamp [B] int64) -> titles, scores: the same for requests at the given
@@ -101,7 +101,7 @@ def batch_inputs(**inputs: tf.Tensor) -> list[tf.Tensor]:
 
 
 class RecommenderModule(tf.Module):
-    """What the pushed model serves; built once after training (see `build`)."""
+    """What the pushed model serves; built once after training (train.train_module)."""
 
     def __init__(self, tf_transform_output: tft.TFTransformOutput, user_tower: tf.keras.Model,
                  movie_tower: tf.keras.Model, rating_head: tf.keras.Model,
