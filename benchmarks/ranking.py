@@ -13,7 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-KS = (1, 5, 10, 50, 100)
+from components import features
+
+KS = features.EVALUATION_KS  # the pipeline Evaluator's
 
 
 @dataclasses.dataclass

@@ -177,8 +177,9 @@ def failed_thresholds(evaluation_uri: str) -> list[str]:
                                 f"baseline, needs {bound}")
                 continue
             bounds = threshold.value_threshold
-            needs = [f">= {bounds.lower_bound.value:.4f}" if bounds.HasField("lower_bound") else "",
-                     f"<= {bounds.upper_bound.value:.4f}" if bounds.HasField("upper_bound") else ""]
+            needs = [f"{sign} {getattr(bounds, field).value:.4f}"
+                     for sign, field in ((">=", "lower_bound"), ("<=", "upper_bound"))
+                     if bounds.HasField(field)]
             failures.append(f"{failure.metric_key.name}: {value:.4f}, needs "
-                            f"{' and '.join(n for n in needs if n)} (absolute)")
+                            f"{' and '.join(needs)} (absolute)")
     return failures

@@ -14,13 +14,12 @@ import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
-from components.trainer import serving
+from components import features
 
 # Per-example outputs of the `evaluation` signature that are reported as their mean.
 AVERAGED_OUTPUTS = tuple(
-    [f"top_{k}_accuracy{suffix}" for suffix in ("", "_unrated") for k in serving.EVALUATION_KS]
-    + ["scann_recall_at_10"])
-SQUARED_ERROR_OUTPUT = "squared_error"
+    [features.top_k_accuracy_output(k, unrated) for unrated in (False, True)
+     for k in features.EVALUATION_KS] + [features.SCANN_RECALL_OUTPUT])
 RMSE_METRIC = "root_mean_squared_error"
 EXAMPLE_COUNT_METRIC = "example_count"
 METRIC_NAMES = (*AVERAGED_OUTPUTS, RMSE_METRIC, EXAMPLE_COUNT_METRIC)
@@ -50,7 +49,7 @@ def _evaluation_means(name: str, model_names: list[str] | None = None
 class _MeansCombiner(beam.CombineFn):
     """Accumulates [sum of each AVERAGED_OUTPUTS output, sum of squared errors, count]."""
 
-    _SUMMED = (*AVERAGED_OUTPUTS, SQUARED_ERROR_OUTPUT)
+    _SUMMED = (*AVERAGED_OUTPUTS, features.SQUARED_ERROR_OUTPUT)
 
     def __init__(self, model_name: str, keys: list[metric_types.MetricKey]):
         self._model_name = model_name

@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 from tensorflow_model_analysis.metrics import metric_types
 
+from components import features
 from components.evaluator import metrics
 
 
 def _outputs(value: float, squared_error: float) -> dict[str, np.ndarray]:
     outputs = {name: np.array([value], np.float32) for name in metrics.AVERAGED_OUTPUTS}
-    outputs[metrics.SQUARED_ERROR_OUTPUT] = np.array([squared_error], np.float32)
+    outputs[features.SQUARED_ERROR_OUTPUT] = np.array([squared_error], np.float32)
     return outputs
 
 

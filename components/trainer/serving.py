@@ -46,8 +46,6 @@ import tensorflow_transform as tft
 from components import features, stack
 from components.trainer import model as model_lib
 
-EVALUATION_KS = (1, 5, 10, 50, 100)
-SCANN_RECALL_K = 10
 
 
 def read_catalogue(file_pattern: str) -> tuple[np.ndarray, tf.RaggedTensor]:
@@ -141,7 +139,7 @@ class RecommenderModule(tf.Module):
                                             name="rated_row_values")
 
         self.scann = tfrs.layers.factorized_top_k.ScaNN(
-            k=max(top_k, SCANN_RECALL_K), **scann_parameters(num_candidates))
+            k=max(top_k, features.SCANN_RECALL_K), **scann_parameters(num_candidates))
         self.scann.index(self.movie_embeddings[:num_candidates])
 
     def _user_index(self, user_id: tf.Tensor) -> tf.Tensor:
@@ -265,7 +263,7 @@ class RecommenderModule(tf.Module):
         scores = self._exact_scores(user_embedding)
         num_candidates = tf.shape(scores, out_type=tf.int64)[1]
         held_out_score = tf.gather(scores, tf.minimum(rows, num_candidates - 1), batch_dims=1)
-        exact_k = tf.minimum(SCANN_RECALL_K, tf.shape(scores)[1])
+        exact_k = tf.minimum(features.SCANN_RECALL_K, tf.shape(scores)[1])
         # A title outside the catalogue can never be retrieved: it ranks last.
         better = (scores > held_out_score[:, None]) | (rows >= num_candidates)[:, None]
         rank = tf.reduce_sum(tf.cast(better, tf.int64), axis=1)
@@ -274,19 +272,20 @@ class RecommenderModule(tf.Module):
 
         rating = self.rating_head([rating_vector, tf.gather(self.movie_embeddings, rows)])
         label = tf.reshape(raw[features.RATING], [-1])
-        _, scann_rows = self.scann(user_embedding, k=SCANN_RECALL_K)
+        _, scann_rows = self.scann(user_embedding, k=features.SCANN_RECALL_K)
         _, exact_rows = tf.math.top_k(scores, k=exact_k)
         overlap = tf.reduce_sum(tf.cast(tf.equal(
             tf.cast(scann_rows, tf.int64)[:, :, None], tf.cast(exact_rows, tf.int64)[:, None, :]),
             tf.float32), axis=[1, 2])
         outputs = {
             "rating": rating,
-            "squared_error": tf.square(rating - label),
-            "scann_recall_at_10": overlap / tf.cast(tf.shape(exact_rows)[1], tf.float32),
+            features.SQUARED_ERROR_OUTPUT: tf.square(rating - label),
+            features.SCANN_RECALL_OUTPUT: overlap / tf.cast(tf.shape(exact_rows)[1], tf.float32),
         }
-        for k in EVALUATION_KS:
-            outputs[f"top_{k}_accuracy"] = tf.cast(rank < k, tf.float32)
-            outputs[f"top_{k}_accuracy_unrated"] = tf.cast(rank_unrated < k, tf.float32)
+        for k in features.EVALUATION_KS:
+            outputs[features.top_k_accuracy_output(k)] = tf.cast(rank < k, tf.float32)
+            outputs[features.top_k_accuracy_output(k, unrated=True)] = tf.cast(
+                rank_unrated < k, tf.float32)
         return outputs
 
     def save(self, export_dir: str) -> None:

@@ -1,20 +1,13 @@
 """The served signatures' contract, on a tiny untrained model saved and loaded as the Pusher's:
 shapes (empty batches included), unknown users and titles, extreme request times, bad inputs."""
 
-import os
-
-import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from components import features, stack
 from components.trainer import model as model_lib
 from components.trainer import serving, train
-from components.transform import preprocessing
 from pipeline import configs
 
 TOP_K = 5
@@ -52,18 +45,9 @@ def _serialized(rows: list[dict]) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def model(tmp_path_factory, analyze_transform):
     rows = _ratings()
-    transform_dir = str(tmp_path_factory.mktemp("transform"))
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
-    with beam.Pipeline() as pipeline, tft_beam.Context(
-            temp_dir=str(tmp_path_factory.mktemp("tft")), force_tf_compat_v1=False):
-        transform_fn = ((pipeline | beam.Create(rows), metadata)
-                        | tft_beam.AnalyzeDataset(preprocessing.preprocessing_fn))
-        _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
-    metadata_io.write_metadata(metadata, os.path.join(
-        transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR))  # as TFX's Transform does
-    transform_output = tft.TFTransformOutput(transform_dir)
+    transform_output = analyze_transform(rows, RAW_SPEC)
     users = transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movies = transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
     inputs = train.model_inputs(tf.data.Dataset.from_tensor_slices(_serialized(rows)),

@@ -1,12 +1,8 @@
 import numpy as np
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components import features
 from components.trainer import serving, train
-from components.transform import preprocessing
 
 
 def test_split_file_pattern_points_at_the_sibling_split():
@@ -104,19 +100,14 @@ def test_scann_parameters_scale_with_the_catalogue():
     assert small["num_reordering_candidates"] == 50
 
 
-def test_genres_by_movie_index_follows_the_transform_vocabulary(tmp_path):
+def test_genres_by_movie_index_follows_the_transform_vocabulary(analyze_transform):
     spec = {features.USER_ID: tf.io.FixedLenFeature([1], tf.string),
             features.MOVIE_TITLE: tf.io.FixedLenFeature([1], tf.string),
             features.MOVIE_GENRES: tf.io.VarLenFeature(tf.int64),
             features.RATING: tf.io.FixedLenFeature([1], tf.float32)}
     ratings = [{"user_id": [b"1"], "movie_title": [title], "movie_genres": [0],
                 "user_rating": [3.0]} for title in (b"B", b"B", b"A")]  # index: B 0, A 1
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
-    with tft_beam.Context(temp_dir=str(tmp_path / "tmp"), force_tf_compat_v1=False):
-        transform_fn = (ratings, metadata) | tft_beam.AnalyzeDataset(
-            preprocessing.preprocessing_fn)
-        _ = transform_fn | tft_beam.WriteTransformFn(str(tmp_path / "transform"))
-    output = tft.TFTransformOutput(str(tmp_path / "transform"))
+    output = analyze_transform(ratings, spec)
     titles = np.array([b"A", b"C", b"B"], dtype=object)  # C is outside the vocabulary
     genres = tf.ragged.constant([[1, 2], [3], [4]], dtype=tf.int64)
     table = train.genres_by_movie_index(output, titles, genres, num_movies=2)
