@@ -1,13 +1,14 @@
 """TfdsExampleGen's executor: TFDS records -> tf.Examples, split reproducibly, in Beam.
 
-Each Beam element is one shard of a TFDS split. Its worker reads the shard with tf.data in
-batches, encodes each batch to tf.Examples in C++ (tfx_bsl, through Arrow) and streams them into
-its own gzipped TFRecord files: memory stays bounded by a batch whatever the dataset's size, no
-record passes through Python one at a time, and shards run in parallel on Dataflow.
+TFDS stores each example as a tf.Example already, so they are copied as they are. Each Beam
+element is one shard of a TFDS split. Its worker reads the shard's records with tf.data in
+batches, parses only the fields the split rule hashes (in C++), and streams each record into its
+output split's own gzipped TFRecord file: memory stays bounded by a batch whatever the dataset's
+size, no record is decoded in Python, and shards run in parallel on Dataflow.
 """
-
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -15,7 +16,6 @@ from typing import Any, Iterator
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from tfx import types
@@ -23,7 +23,6 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 from tfx.components.util import examples_utils
-from tfx_bsl.coders import example_coder
 
 from components import features
 from components.example_gen import tfds_source
@@ -50,36 +49,23 @@ def eval_mask(user_ids: np.ndarray, movie_ids: np.ndarray, timestamps: np.ndarra
         dtype=bool, count=len(user_ids))
 
 
-def to_record_batch(batch: dict[str, Any]) -> pa.RecordBatch:
-    """A batch of TFDS features (numpy columns; for sequences, arrays of arrays or 2-D) as an
-    Arrow record batch of list columns, as tfx_bsl encodes them: strings -> bytes, floats ->
-    float32, ints and bools -> int64."""
-    arrays, names = [], []
-    for name, column in sorted(batch.items()):
-        if column.dtype == object and len(column) and isinstance(column[0], np.ndarray):
-            # a sequence feature: one array per row
-            values = np.concatenate(list(column))
-            offsets = np.concatenate([[0], np.cumsum([len(row) for row in column])])
-        else:  # a scalar feature, or a sequence whose rows all have one length (2-D)
-            width = column.shape[1] if column.ndim == 2 else 1
-            values, offsets = column.reshape(-1), np.arange(len(column) + 1) * width
-        if values.dtype.kind in "SUO":
-            values = pa.array(values, type=pa.binary())
-        elif values.dtype.kind == "f":
-            values = pa.array(values.astype(np.float32))
-        elif values.dtype.kind in "iub":
-            values = pa.array(values.astype(np.int64))
-        else:
-            raise TypeError(f"Feature {name!r} has unsupported dtype {values.dtype}.")
-        arrays.append(pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values))
-        names.append(name)
-    return pa.RecordBatch.from_arrays(arrays, names)
+# The fields eval_mask hashes.
+SPLIT_FIELDS = {features.USER_ID: tf.io.FixedLenFeature([], tf.string),
+                features.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+                features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
 
 
-def read_batches(builder: tfds.core.DatasetBuilder, split: str) -> Iterator[dict[str, Any]]:
-    """The TFDS split in batches of numpy columns (ragged for sequence features)."""
-    dataset = builder.as_dataset(split=split, shuffle_files=False)
-    return iter(dataset.ragged_batch(READ_BATCH_SIZE).prefetch(2).as_numpy_iterator())
+def read_batches(builder: tfds.core.DatasetBuilder, split: str,
+                 fields: dict[str, tf.io.FixedLenFeature]
+                 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """The TFDS split's serialized tf.Examples in batches, each with its parsed `fields`."""
+    files = [tf.data.TFRecordDataset(instruction.filename).skip(instruction.skip)
+             .take(instruction.take)
+             for instruction in builder.info.splits[split].file_instructions]
+    dataset = functools.reduce(tf.data.Dataset.concatenate, files).batch(READ_BATCH_SIZE)
+    dataset = dataset.map(lambda records: (
+        records, tf.io.parse_example(records, fields) if fields else {}))
+    return iter(dataset.prefetch(2).as_numpy_iterator())
 
 
 class WriteShard(beam.DoFn):
@@ -101,14 +87,14 @@ class WriteShard(beam.DoFn):
                    for split, directory in self.split_dirs.items()}
         written = dict.fromkeys(writers, 0)
         try:
-            for batch in read_batches(builder, tfds_split):
-                records = example_coder.RecordBatchToExamples(to_record_batch(batch))
+            fields = SPLIT_FIELDS if self.eval_fraction is not None else {}
+            for records, parsed in read_batches(builder, tfds_split, fields):
                 if self.eval_fraction is None:
                     [split] = writers
                     targets = [split] * len(records)
                 else:
-                    is_eval = eval_mask(batch[features.USER_ID], batch[features.MOVIE_ID],
-                                        batch[features.TIMESTAMP], self.eval_fraction,
+                    is_eval = eval_mask(parsed[features.USER_ID], parsed[features.MOVIE_ID],
+                                        parsed[features.TIMESTAMP], self.eval_fraction,
                                         self.seed)
                     targets = np.where(is_eval, features.EVAL_SPLIT, features.TRAIN_SPLIT)
                 for record, split in zip(records, targets):

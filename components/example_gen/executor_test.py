@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
-from tfx_bsl.coders import example_coder
 
 from components import features
 from components.example_gen import executor, synthetic, tfds_source
@@ -65,22 +64,6 @@ def test_split_depends_on_the_seed_and_the_rating_not_on_the_batch():
     halves = np.concatenate([executor.eval_mask(users[:20], movies[:20], times[:20], 0.5, 1),
                              executor.eval_mask(users[20:], movies[20:], times[20:], 0.5, 1)])
     assert halves.tolist() == first.tolist()
-
-
-def test_record_batches_encode_scalars_and_sequences_of_any_length():
-    genres = np.empty(3, dtype=object)
-    genres[:] = [np.array([7]), np.array([4, 14]), np.array([], dtype=np.int64)]
-    batch = {"movie_genres": genres, "user_gender": np.array([True, False, True]),
-             "user_id": np.array([b"1", b"2", b"3"], dtype=object),
-             "user_rating": np.array([4.0, 2.5, 1.0], dtype=np.float32)}
-    records = example_coder.RecordBatchToExamples(executor.to_record_batch(batch))
-    examples = [tf.train.Example.FromString(record).features.feature for record in records]
-    assert [list(e["movie_genres"].int64_list.value) for e in examples] == [[7], [4, 14], []]
-    assert [e["user_gender"].int64_list.value[0] for e in examples] == [1, 0, 1]
-    assert examples[1]["user_id"].bytes_list.value[0] == b"2"
-    assert examples[1]["user_rating"].float_list.value[0] == 2.5
-    square = executor.to_record_batch({"movie_genres": np.array([[1, 2], [3, 4]])})
-    assert square.column(0).to_pylist() == [[1, 2], [3, 4]]
 
 
 def test_large_datasets_are_read_in_shards(tmp_path, raw_dir, monkeypatch):

@@ -98,7 +98,7 @@ def _raw_lines(path: Path):
                 yield line_number, line
 
 
-def _movie_and_user_ids(version: str, raw_dir: Path) -> tuple[set[str], set[str] | None]:
+def movie_and_user_ids(version: str, raw_dir: Path) -> tuple[set[str], set[str] | None]:
     _, movies_file, *users_file = RAW_FILES[version]
     separator = {"100k": "|", "1m": "::"}.get(version)
     if separator is None:
@@ -117,7 +117,7 @@ def find_malformed_rating(version: str, raw_dir: str | os.PathLike) -> str | Non
     """
     raw_dir = Path(raw_dir)
     ratings_path = raw_dir / RAW_FILES[version][0]
-    movies, users = _movie_and_user_ids(version, raw_dir)
+    movies, users = movie_and_user_ids(version, raw_dir)
     separator = {"100k": "\t", "1m": "::"}.get(version, ",")
     lines = _raw_lines(ratings_path)
     if separator == ",":
@@ -141,9 +141,12 @@ def find_malformed_rating(version: str, raw_dir: str | os.PathLike) -> str | Non
 
 
 def _local_builder_class(raw_dir: str):
-    """TFDS's Movielens builder whose download step is replaced by the files in `raw_dir`."""
+    """TFDS's Movielens builder whose download step is replaced by the files in `raw_dir`, and
+    whose ratings configs are built a batch at a time (ratings_build.py)."""
     import tensorflow_datasets as tfds
     from tensorflow_datasets.structured import movielens
+
+    from components.example_gen import ratings_build
 
     with tfds.core.registered.skip_registration():
 
@@ -152,6 +155,13 @@ def _local_builder_class(raw_dir: str):
                 del dl_manager  # nothing to download
                 return [tfds.core.SplitGenerator(
                     name=tfds.Split.TRAIN, gen_kwargs={"dir_path": raw_dir})]
+
+            def _download_and_prepare(self, dl_manager, download_config):
+                version, kind = self.builder_config.name.rsplit("-", 1)
+                if kind != "ratings":  # a catalogue: small, TFDS's own build
+                    return super()._download_and_prepare(dl_manager, download_config)
+                split = ratings_build.write_ratings_split(self, version, Path(raw_dir))
+                self.info.set_splits(tfds.core.SplitDict([split]))
 
     return Movielens
 
