@@ -214,10 +214,32 @@ class TimeBucketWeights(tf.keras.layers.Layer):
         return tf.exp(self.log_weights(buckets)[..., 0])
 
 
-def _masked_mean(vectors: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-    """vectors [batch, size, dim], weights [batch, size] -> weighted mean [batch, dim]; 0 where
-    no weight is left."""
-    total = tf.reduce_sum(vectors * weights[..., None], axis=1)
+# Catalogues up to this many titles: a weighted sum of embeddings is one matrix product with a
+# dense [batch, titles] weight matrix, whose gradient is dense too. Both are cheaper than
+# gathering [batch, size, dim] embeddings and scattering their gradients back (about a third
+# less time per training step on ml-100k); the same sums either way.
+DENSE_SUM_MAX_ROWS = 4096
+
+
+def weighted_sum(embedding: tf.keras.layers.Embedding, rows: tf.Tensor,
+                 weights: tf.Tensor) -> tf.Tensor:
+    """rows [batch, size] int64, weights [batch, size] -> sum of weights * embedding rows
+    [batch, dim]."""
+    if embedding.input_dim > DENSE_SUM_MAX_ROWS:
+        return tf.reduce_sum(embedding(rows) * weights[..., None], axis=1)
+    batch = tf.shape(rows, out_type=tf.int64)[0]
+    examples = tf.repeat(tf.range(batch)[:, None], tf.shape(rows)[1], axis=1)
+    dense_weights = tf.scatter_nd(
+        tf.reshape(tf.stack([examples, rows], axis=-1), [-1, 2]), tf.reshape(weights, [-1]),
+        tf.stack([batch, embedding.input_dim]))
+    return tf.matmul(dense_weights, embedding(tf.range(embedding.input_dim, dtype=tf.int64)))
+
+
+def _masked_mean(embedding: tf.keras.layers.Embedding, rows: tf.Tensor, weights: tf.Tensor,
+                 scales: tf.Tensor | None = None) -> tf.Tensor:
+    """The weighted mean of the rows' embeddings (each scaled by `scales`, if given) [batch,
+    dim]; 0 where no weight is left."""
+    total = weighted_sum(embedding, rows, weights if scales is None else weights * scales)
     return tf.math.divide_no_nan(total, tf.reduce_sum(weights, axis=1)[:, None])
 
 
@@ -293,7 +315,7 @@ class UserTower(tf.keras.Model):
         positions, valid = self.history.spread(users, self.taste_history_size)
         movies = tf.gather(self.history.movies, positions)
         weights = tf.cast(valid, tf.float32)
-        total = tf.reduce_sum(self.history_embedding(movies) * weights[..., None], axis=1)
+        total = weighted_sum(self.history_embedding, movies, weights)
         total, count = tf.gather(total, example_user), tf.gather(tf.reduce_sum(weights, 1),
                                                                  example_user)
         if left_out_movie is not None:
@@ -331,14 +353,14 @@ class UserTower(tf.keras.Model):
                 gaps = (clamp_time(request_time)[:, None]
                         - tf.gather(self.history.keys, positions) % _TIME_RANGE)
             if self.session_embedding is not None:
-                retrieval = taste + _masked_mean(self.session_embedding(movies),
+                retrieval = taste + _masked_mean(self.session_embedding, movies,
                                                  valid * self.session_time_weights(gaps))
             if self.rated_embedding is not None:
                 deviations = tf.gather(self.history.ratings, positions) - self.mean_rating
                 weights = valid if self.rated_time_weights is None else (
                     valid * self.rated_time_weights(gaps))
-                rating = taste + _masked_mean(
-                    self.rated_embedding(movies) * deviations[..., None], weights)
+                rating = taste + _masked_mean(self.rated_embedding, movies, weights,
+                                              scales=deviations)
         return _with_bias_one(retrieval), _with_bias_one(rating)
 
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:

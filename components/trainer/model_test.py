@@ -324,3 +324,23 @@ def test_learnt_time_weights_report_each_timed_term_at_its_bucket_boundaries():
     np.testing.assert_allclose(weights["rated"], [4.0, 1.0], rtol=1e-6)
     untimed = model_lib.ModelConfig(embedding_dim=4, user_history=True)
     assert model_lib.UserTower(0, 1, untimed, history).learnt_time_weights() == {}
+
+
+def test_weighted_sum_is_the_same_as_a_matrix_product_and_as_a_gather(monkeypatch):
+    embedding = tf.keras.layers.Embedding(7, 3)
+    rows = tf.constant([[0, 5, 5], [6, 2, 0]], tf.int64)  # a repeated row adds up
+    weights = tf.Variable([[0.5, 1.0, 2.0], [0.0, 3.0, -1.0]])
+    results = []
+    for max_rows in (7, 6):  # a product with a dense weight matrix; a gather (7 > 6)
+        monkeypatch.setattr(model_lib, "DENSE_SUM_MAX_ROWS", max_rows)
+        with tf.GradientTape() as tape:
+            total = model_lib.weighted_sum(embedding, rows, weights)
+            loss = tf.reduce_sum(total * tf.constant([[1.0, -2.0, 3.0]]))
+        table_gradient, weights_gradient = tape.gradient(loss, [embedding.embeddings, weights])
+        results.append((total, tf.convert_to_tensor(table_gradient), weights_gradient))
+    table = embedding.embeddings.numpy()
+    expected = np.stack([0.5 * table[0] + 3.0 * table[5], 3.0 * table[2] - table[0]])
+    for total, table_gradient, weights_gradient in results:
+        np.testing.assert_allclose(total, expected, rtol=1e-6)
+        np.testing.assert_allclose(table_gradient, results[0][1], rtol=1e-6)
+        np.testing.assert_allclose(weights_gradient, results[0][2], rtol=1e-6)
