@@ -63,7 +63,9 @@ def model_inputs(records: tf.data.Dataset, tf_transform_output: tft.TFTransformO
                  validation_fraction: float = 0.0) -> dict[str, np.ndarray]:
     """Raw examples parsed and put through Transform's graph in large batches, as numpy
     columns: MODEL_INPUTS, the demographics where the dataset has them, the raw timestamp
-    (the request time: nothing for Transform to learn from it), and VALIDATION."""
+    (the request time: nothing for Transform to learn from it), and VALIDATION. Rows are in
+    one canonical order (user, time, title, rating), so that training depends on which
+    ratings ExampleGen wrote, not on the order it wrote them in."""
     transform = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     raw_spec = {name: raw_spec[name] for name in (
@@ -86,7 +88,10 @@ def model_inputs(records: tf.data.Dataset, tf_transform_output: tft.TFTransformO
                    .prefetch(2).as_numpy_iterator())
     if not batches:
         return {}
-    return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
+    columns = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
+    order = np.lexsort([columns[name] for name in (
+        features.RATING_LABEL, features.MOVIE_INDEX, features.TIMESTAMP, features.USER_INDEX)])
+    return {name: column[order] for name, column in columns.items()}
 
 
 def shuffled_batches(columns: dict[str, np.ndarray], batch_size: int,
