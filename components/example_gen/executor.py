@@ -6,6 +6,7 @@ batches, parses only the fields the split rule hashes (in C++), and streams each
 output split's own gzipped TFRecord file: memory stays bounded by a batch whatever the dataset's
 size, no record is decoded in Python, and shards run in parallel on Dataflow.
 """
+
 from __future__ import annotations
 
 import functools

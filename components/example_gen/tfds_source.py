@@ -98,6 +98,11 @@ def _raw_lines(path: Path):
                 yield line_number, line
 
 
+def ratings_line_format(version: str) -> tuple[str, bool]:
+    """(field separator, whether the file starts with a header line) of the ratings file."""
+    return {"100k": ("\t", False), "1m": ("::", False)}.get(version, (",", True))
+
+
 def movie_and_user_ids(version: str, raw_dir: Path) -> tuple[set[str], set[str] | None]:
     _, movies_file, *users_file = RAW_FILES[version]
     separator = {"100k": "|", "1m": "::"}.get(version)
@@ -118,10 +123,10 @@ def find_malformed_rating(version: str, raw_dir: str | os.PathLike) -> str | Non
     raw_dir = Path(raw_dir)
     ratings_path = raw_dir / RAW_FILES[version][0]
     movies, users = movie_and_user_ids(version, raw_dir)
-    separator = {"100k": "\t", "1m": "::"}.get(version, ",")
+    separator, header = ratings_line_format(version)
     lines = _raw_lines(ratings_path)
-    if separator == ",":
-        next(lines, None)  # header
+    if header:
+        next(lines, None)
     for line_number, line in lines:
         fields = line.split(separator)
         where = f"{ratings_path}, line {line_number}"
