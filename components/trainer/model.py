@@ -216,8 +216,8 @@ class TimeBucketWeights(tf.keras.layers.Layer):
 
 # Catalogues up to this many titles: a weighted sum of embeddings is one matrix product with a
 # dense [batch, titles] weight matrix, whose gradient is dense too. Both are cheaper than
-# gathering [batch, size, dim] embeddings and scattering their gradients back (about a third
-# less time per training step on ml-100k); the same sums either way.
+# gathering [batch, size, dim] embeddings and scattering their gradients back (a fifth less
+# time per training step on ml-100k: 90 ms instead of 113); the same sums either way.
 DENSE_SUM_MAX_ROWS = 4096
 
 
