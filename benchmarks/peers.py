@@ -124,7 +124,7 @@ def surprise_model(data: Ratings, kind: str) -> dict:
     import surprise
 
     frame = [(int(u), int(i), float(r)) for u, i, r in
-             zip(data.train_users, data.train_items, data.train_ratings)]
+             zip(data.train_users, data.train_items, data.train_ratings, strict=True)]
     low, high = float(data.train_ratings.min()), float(data.train_ratings.max())
     trainset = surprise.Dataset.load_from_df(
         pd.DataFrame(frame, columns=["user", "item", "rating"]),
@@ -132,4 +132,4 @@ def surprise_model(data: Ratings, kind: str) -> dict:
     algorithm = (surprise.SVD if kind == "svd" else surprise.SVDpp)(random_state=42)
     algorithm.fit(trainset)
     return {"predict": lambda users, items: np.array(
-        [algorithm.predict(int(u), int(i)).est for u, i in zip(users, items)])}
+        [algorithm.predict(int(u), int(i)).est for u, i in zip(users, items, strict=True)])}

@@ -5,7 +5,7 @@ from benchmarks.ranking import Ratings, per_user, rmse, top_k_accuracy
 
 
 def _data(eval_items, train=((0, 3),), eval_users=None):
-    users, items = zip(*train)
+    users, items = zip(*train, strict=True)
     return Ratings(
         user_ids=np.array([b"u0", b"u1"]), titles=np.array([b"a", b"b", b"c", b"d"]),
         train_users=np.array(users), train_items=np.array(items),

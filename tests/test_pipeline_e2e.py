@@ -103,7 +103,8 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
     titles = {line.split("|")[1] for line in (raw_dir / "u.item").read_text().splitlines()}
     assert all(len(row) == 10 and set(row) <= titles for row in answers["scann"])
     assert all(scores == sorted(scores, reverse=True) for scores in answers["scores"])
-    agreement = sum(len(set(s) & set(e)) for s, e in zip(answers["scann"], answers["exact"]))
+    agreement = sum(len(set(s) & set(e))
+                    for s, e in zip(answers["scann"], answers["exact"], strict=True))
     assert agreement / (10 * len(answers["exact"])) >= 0.9
     assert all(0.0 < r < 6.0 for r in answers["rating"])
     assert answers["known_title"] == [True, False]
@@ -111,7 +112,7 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
     np.testing.assert_allclose(answers["catalogue_scores_much_later"],
                                answers["catalogue_scores"], atol=1e-4)
     agreement = sum(len(set(s) & set(e)) for s, e in zip(answers["scann"],
-                                                          answers["scann_much_later"]))
+                                                          answers["scann_much_later"], strict=True))
     assert agreement / (10 * len(answers["scann"])) >= 0.95
 
     # `unrated` is ScaNN's answer among the titles each user did not rate in training.
@@ -120,7 +121,7 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
     agreement = 0
     for user, titles, scores, all_scores in zip(users, answers["unrated"],
                                                 answers["unrated_scores"],
-                                                answers["catalogue_scores"]):
+                                                answers["catalogue_scores"], strict=True):
         seen = rated.get(user, set())
         assert len(titles) == 10 and not set(titles) & seen
         assert scores == sorted(scores, reverse=True)
@@ -129,7 +130,8 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
         agreement += len(set(titles) & set(exact_unrated))
     assert agreement / (10 * len(users)) >= 0.9
     # The filter matters: unfiltered answers do hold rated titles.
-    assert any(set(row) & rated.get(user, set()) for user, row in zip(users, answers["exact"]))
+    assert any(set(row) & rated.get(user, set())
+               for user, row in zip(users, answers["exact"], strict=True))
 
 
 def test_unreachable_thresholds_block_the_push_and_are_named(pipeline_store):

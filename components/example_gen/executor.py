@@ -46,7 +46,7 @@ def eval_mask(user_ids: np.ndarray, movie_ids: np.ndarray, timestamps: np.ndarra
         (int.from_bytes(hashlib.blake2b(b"|".join([prefix[:-1], user, movie,
                                                      str(int(time)).encode()]),
                                         digest_size=8).digest(), "big") < bound
-         for user, movie, time in zip(user_ids, movie_ids, timestamps)),
+         for user, movie, time in zip(user_ids, movie_ids, timestamps, strict=True)),
         dtype=bool, count=len(user_ids))
 
 
@@ -98,7 +98,7 @@ class WriteShard(beam.DoFn):
                                         parsed[features.TIMESTAMP], self.eval_fraction,
                                         self.seed)
                     targets = np.where(is_eval, features.EVAL_SPLIT, features.TRAIN_SPLIT)
-                for record, split in zip(records, targets):
+                for record, split in zip(records, targets, strict=True):
                     writers[split].write(record)
                     written[split] += 1
         finally:

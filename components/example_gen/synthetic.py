@@ -84,7 +84,7 @@ def generate(num_users: int = 300, num_movies: int = 400, ratings_per_user: int 
                      else np.clip(np.rint(score), 1, 5))
             timestamp = start + step * 3_600 + int(rng.integers(3_600))
             ratings.append((user, int(movie), float(stars), timestamp))
-    users, movies, stars, times = (np.array(column) for column in zip(*ratings))
+    users, movies, stars, times = (np.array(column) for column in zip(*ratings, strict=True))
     return SyntheticRatings(titles, genres, ages, genders, occupations, zip_codes, users, movies,
                             stars, times)
 
@@ -181,7 +181,8 @@ def generate_heavy_tailed(shape: Shape, num_groups: int = 20, seed: int = 0,
     titles = [f"Movie {movie + 1} ({1950 + (movie * 7) % 48})" for movie in
               range(shape.num_movies)]
     genres = [sorted({1 + (group * 3 + offset) % (len(GENRES) - 1) for offset in range(count)})
-              for group, count in zip(movie_group, rng.integers(1, 4, shape.num_movies))]
+              for group, count in zip(movie_group, rng.integers(1, 4, shape.num_movies),
+                                      strict=True)]
     ages = rng.integers(7, 74, shape.num_users).tolist()
     genders = np.where(rng.random(shape.num_users) < 0.7, "M", "F").tolist()
     occupations = (user_group % len(OCCUPATIONS_100K)).tolist()
@@ -202,13 +203,13 @@ def _write_rating_lines(path: Path, data: SyntheticRatings, line_format: str,
 
 def _write_100k(data: SyntheticRatings, directory: Path) -> None:
     with open(directory / "u.item", "w", encoding="ISO-8859-1") as items:
-        for movie, (title, genres) in enumerate(zip(data.titles, data.genres)):
+        for movie, (title, genres) in enumerate(zip(data.titles, data.genres, strict=True)):
             flags = "|".join("1" if g in genres else "0" for g in range(len(GENRES)))
             items.write(f"{movie + 1}|{title}|01-Jan-1995||http://example.org/{movie + 1}|"
                         f"{flags}\n")
     with open(directory / "u.user", "w", encoding="ISO-8859-1") as users:
         for user, (age, gender, occupation, zip_code) in enumerate(
-                zip(data.ages, data.genders, data.occupations, data.zip_codes)):
+                zip(data.ages, data.genders, data.occupations, data.zip_codes, strict=True)):
             users.write(f"{user + 1}|{age}|{gender}|{OCCUPATIONS_100K[occupation]}|{zip_code}\n")
     _write_rating_lines(directory / "u.data", data, "%d\t%d\t%d\t%d")
 
@@ -218,11 +219,11 @@ def _write_1m(data: SyntheticRatings, directory: Path) -> None:
         return "|".join("Children's" if GENRES[g] == "Children" else GENRES[g] for g in genres)
 
     with open(directory / "movies.dat", "w", encoding="ISO-8859-1") as movies:
-        for movie, (title, genres) in enumerate(zip(data.titles, data.genres)):
+        for movie, (title, genres) in enumerate(zip(data.titles, data.genres, strict=True)):
             movies.write(f"{movie + 1}::{title}::{genre_names(genres)}\n")
     with open(directory / "users.dat", "w", encoding="ISO-8859-1") as users:
         for user, (age, gender, occupation, zip_code) in enumerate(
-                zip(data.ages, data.genders, data.occupations, data.zip_codes)):
+                zip(data.ages, data.genders, data.occupations, data.zip_codes, strict=True)):
             bucket = max(b for b in AGE_BUCKETS_1M if b <= max(age, 1))
             users.write(f"{user + 1}::{gender}::{bucket}::{occupation % NUM_OCCUPATIONS_1M}::"
                         f"{zip_code}\n")
@@ -233,7 +234,7 @@ def _write_current(data: SyntheticRatings, directory: Path) -> None:
     with open(directory / "movies.csv", "w", newline="", encoding="utf-8") as handle:
         movies = csv.writer(handle)
         movies.writerow(["movieId", "title", "genres"])
-        for movie, (title, genres) in enumerate(zip(data.titles, data.genres)):
+        for movie, (title, genres) in enumerate(zip(data.titles, data.genres, strict=True)):
             movies.writerow([movie + 1, title, "|".join(GENRES[g] for g in genres)])
     _write_rating_lines(directory / "ratings.csv", data, "%d,%d,%.1f,%d",
                         header="userId,movieId,rating,timestamp\n", encoding="utf-8")

@@ -279,7 +279,8 @@ class UserTower(tf.keras.Model):
         if demographics is not None:
             self.demographic_embeddings = [
                 embedding(size + 1, f"{name}_embedding")  # + unknown
-                for name, size in zip(features.DEMOGRAPHIC_FEATURES, features.DEMOGRAPHIC_SIZES)]
+                for name, size in zip(features.DEMOGRAPHIC_FEATURES, features.DEMOGRAPHIC_SIZES,
+                                      strict=True)]
         self.history = None
         self.session_embedding = self.rated_embedding = None
         self.session_time_weights = self.rated_time_weights = None

@@ -278,7 +278,8 @@ def test_excluding_rated_negatives_masks_the_users_other_movies_only():
     logits = tf.matmul(user, catalogue, transpose_b=True).numpy()
     kept = [np.delete(logits[0], [0, 2]), logits[1]]  # user 0's other rated movies go
     target = [0, 1]  # movie 1's position among the kept logits
-    expected = np.mean([np.log(np.exp(row).sum()) - row[t] for row, t in zip(kept, target)])
+    expected = np.mean([np.log(np.exp(row).sum()) - row[t]
+                        for row, t in zip(kept, target, strict=True)])
     assert float(model.compute_loss(batch)) == pytest.approx(expected, rel=1e-4)
 
 

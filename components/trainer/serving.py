@@ -64,7 +64,7 @@ def read_catalogue(file_pattern: str) -> tuple[np.ndarray, tf.RaggedTensor]:
     titles, genres, seen = [], [], set()
     for batch in dataset:
         for title, genre_ids in zip(batch[features.MOVIE_TITLE].numpy(),
-                                    batch[features.MOVIE_GENRES].to_list()):
+                                    batch[features.MOVIE_GENRES].to_list(), strict=True):
             if title not in seen:
                 seen.add(title)
                 titles.append(title)

@@ -20,7 +20,7 @@ def _ratings(users, movies, times, ratings=None):
 def test_shuffled_batches_cover_every_row_once_a_pass_in_a_seeded_order():
     columns = {"row": np.arange(10), "double": np.arange(10) * 2}
     batches = [batch for _, batch in zip(range(8), train.shuffled_batches(columns, 4, seed=1)
-                                         .as_numpy_iterator())]
+                                         .as_numpy_iterator(), strict=False)]
     assert [len(batch["row"]) for batch in batches] == [4, 4, 2] * 2 + [4, 4]
     first, second = (np.concatenate([b["row"] for b in batches[i:i + 3]]) for i in (0, 3))
     assert sorted(first) == sorted(second) == list(range(10))
@@ -144,5 +144,6 @@ def test_model_inputs_do_not_depend_on_the_order_of_the_records(analyze_transfor
     assert first.keys() == second.keys()
     for name in first:
         np.testing.assert_array_equal(first[name], second[name])
-    keys = list(zip(first[features.USER_INDEX].tolist(), first[features.TIMESTAMP].tolist()))
+    keys = list(zip(first[features.USER_INDEX].tolist(), first[features.TIMESTAMP].tolist(),
+                    strict=True))
     assert keys == sorted(keys) and len(keys) == 4

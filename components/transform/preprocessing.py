@@ -31,7 +31,8 @@ def user_demographics(gender: tf.Tensor, age: tf.Tensor, occupation: tf.Tensor) 
     columns = [_flat(tf.cast(gender, tf.int64)), tf.cast(age_bucket, tf.int64),
                _flat(tf.cast(occupation, tf.int64))]
     return tf.stack([tf.clip_by_value(column, 0, size - 1)
-                     for column, size in zip(columns, features.DEMOGRAPHIC_SIZES)], axis=1)
+                     for column, size in zip(columns, features.DEMOGRAPHIC_SIZES, strict=True)],
+                    axis=1)
 
 
 def preprocessing_fn(inputs: dict) -> dict:
