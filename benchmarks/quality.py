@@ -25,7 +25,7 @@ from benchmarks import peers, seed_tutorial
 from benchmarks.ranking import KS, Ratings, per_user, rmse, top_k_accuracy
 from components import features, stack
 from components.trainer import serving
-from pipeline import metadata
+from pipeline import configs, metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = [f"top_{k}_accuracy" for k in KS] + ["top_10_accuracy_unrated",
@@ -179,7 +179,9 @@ def main(argv: list[str]) -> int:
     ]
     table = markdown(rows)
     os.makedirs(args.results_dir, exist_ok=True)
-    result = {"dataset": "movielens/100k-ratings", "split": "ExampleGen's 80/20, seed 42",
+    split = (f"ExampleGen's random {1 - configs.EVAL_FRACTION:.0%}/{configs.EVAL_FRACTION:.0%} "
+             f"split, seed {configs.SPLIT_SEED}")
+    result = {"dataset": "movielens/100k-ratings", "split": split,
               "train_ratings": int(len(data.train_users)),
               "eval_ratings": int(len(data.eval_users)), "titles": int(data.shape[1]),
               "pipeline_seconds": round(run["seconds"]),
