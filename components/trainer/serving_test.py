@@ -11,13 +11,6 @@ from components.trainer import serving, train
 from pipeline import configs
 
 TOP_K = 5
-RAW_SPEC = {
-    features.USER_ID: tf.io.FixedLenFeature([1], tf.string),
-    features.MOVIE_TITLE: tf.io.FixedLenFeature([1], tf.string),
-    features.MOVIE_GENRES: tf.io.VarLenFeature(tf.int64),
-    features.RATING: tf.io.FixedLenFeature([1], tf.float32),
-    features.TIMESTAMP: tf.io.FixedLenFeature([1], tf.int64),
-}
 TITLES = [f"Title {i} (1990)".encode() for i in range(40)]  # ScaNN needs at least 16
 CATALOGUE_ONLY = b"Never Rated (2000)"  # in the catalogue, not in any rating
 
@@ -31,27 +24,12 @@ def _ratings() -> list[dict]:
             for user in range(1, 5) for i in range(6)]
 
 
-def _serialized(rows: list[dict]) -> list[bytes]:
-    def feature(values):
-        if isinstance(values[0], bytes):
-            return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-        if isinstance(values[0], float):
-            return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-    return [tf.train.Example(features=tf.train.Features(feature={
-        name: feature(values) for name, values in row.items()})).SerializeToString()
-            for row in rows]
-
-
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, analyze_transform):
-    rows = _ratings()
-    transform_output = analyze_transform(rows, RAW_SPEC)
+def model(tmp_path_factory, analyze_ratings):
+    transform_output, records = analyze_ratings(_ratings())
     users = transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movies = transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
-    inputs = train.model_inputs(tf.data.Dataset.from_tensor_slices(_serialized(rows)),
-                                transform_output)
+    inputs = train.model_inputs(tf.data.Dataset.from_tensor_slices(records), transform_output)
     histories = train.user_histories(inputs, len(users))
     catalogue_titles = np.array(TITLES + [CATALOGUE_ONLY], dtype=object)
     catalogue_genres = tf.ragged.constant([[i % 3] for i in range(len(catalogue_titles))],

@@ -115,30 +115,12 @@ def test_genres_by_movie_index_follows_the_transform_vocabulary(analyze_transfor
     assert list(table[0].nonzero()[0]) == [4] and list(table[1].nonzero()[0]) == [1, 2]
 
 
-def test_model_inputs_do_not_depend_on_the_order_of_the_records(analyze_transform):
-    spec = {features.USER_ID: tf.io.FixedLenFeature([1], tf.string),
-            features.MOVIE_TITLE: tf.io.FixedLenFeature([1], tf.string),
-            features.MOVIE_GENRES: tf.io.VarLenFeature(tf.int64),
-            features.RATING: tf.io.FixedLenFeature([1], tf.float32),
-            features.TIMESTAMP: tf.io.FixedLenFeature([1], tf.int64)}
+def test_model_inputs_do_not_depend_on_the_order_of_the_records(analyze_ratings):
     rows = [{"user_id": [user], "movie_title": [title], "movie_genres": [0],
              "user_rating": [rating], "timestamp": [time]}
             for user, title, rating, time in [(b"1", b"A", 4.0, 30), (b"2", b"B", 2.0, 10),
                                               (b"1", b"B", 5.0, 20), (b"2", b"A", 1.0, 10)]]
-    output = analyze_transform(rows, spec)
-
-    def serialized(row):
-        def feature(values):
-            if isinstance(values[0], bytes):
-                return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-            if isinstance(values[0], float):
-                return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-            return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-        return tf.train.Example(features=tf.train.Features(feature={
-            name: feature(values) for name, values in row.items()})).SerializeToString()
-
-    records = [serialized(row) for row in rows]
+    output, records = analyze_ratings(rows)
     first, second = (train.model_inputs(tf.data.Dataset.from_tensor_slices(ordered), output)
                      for ordered in (records, records[::-1]))
     assert first.keys() == second.keys()
