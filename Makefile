@@ -4,7 +4,7 @@ VENV_PYTHON := .venv/bin/python
 OUTPUT_DIR ?= output
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint lock demo run bench bench-speed
+.PHONY: setup test lint lock demo run serve bench bench-speed bench-serving
 
 setup:
 	@$(PYTHON_BASE) scripts/setup_env.py
@@ -35,6 +35,14 @@ bench: setup
 # synthetic ml-1m-shaped set: make bench-speed RAW_DIR=path/to/ml-100k [SPEED_ARGS=--with-ml-25m]
 bench-speed: setup
 	$(VENV_PYTHON) -m benchmarks.pipeline_speed $(if $(RAW_DIR),--raw-dir $(RAW_DIR)) $(SPEED_ARGS)
+
+# Serving latency and throughput of the model `make bench` pushed (in-process, REST, gRPC).
+bench-serving: setup
+	$(VENV_PYTHON) -m benchmarks.serving $(if $(MODEL_BASE_PATH),--model-base-path $(MODEL_BASE_PATH))
+
+# The model server on the pushed versions (TF Serving's REST API on 8501, gRPC on 8500).
+serve: setup
+	$(VENV_PYTHON) -m serving --model-base-path $(OUTPUT_DIR)/serving_model
 
 lint: setup
 	$(VENV_PYTHON) -m ruff check .

@@ -49,7 +49,9 @@ VALIDATION_FRACTION = 0.1
 # The validation loss is checked after every pass, or every this many examples if a pass is
 # longer, so that early stopping's patience costs a bounded amount of training on large data.
 VALIDATION_INTERVAL = 250_000
-EARLY_STOPPING_PATIENCE = 4
+EARLY_STOPPING_PATIENCE = 2
+# The learning rate is cut to this fraction whenever a check does not improve the validation loss.
+LEARNING_RATE_DROP = 0.3
 TRAINING_SEED = 42
 SERVING_TOP_K = 10
 HYPERPARAMETERS = {  # the Trainer's custom_config: ModelConfig's fields
@@ -68,7 +70,8 @@ HYPERPARAMETERS = {  # the Trainer's custom_config: ModelConfig's fields
     "l2_regularization": L2_REGULARIZATION, "optimizer": OPTIMIZER,
     "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE, "epochs": EPOCHS,
     "validation_fraction": VALIDATION_FRACTION, "validation_interval": VALIDATION_INTERVAL,
-    "early_stopping_patience": EARLY_STOPPING_PATIENCE, "seed": TRAINING_SEED,
+    "early_stopping_patience": EARLY_STOPPING_PATIENCE,
+    "learning_rate_drop": LEARNING_RATE_DROP, "seed": TRAINING_SEED,
     "top_k": SERVING_TOP_K,
 }
 

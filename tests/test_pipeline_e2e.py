@@ -134,6 +134,53 @@ print(json.dumps({{"scann": scann["titles"].numpy().astype(str).tolist(),
                for user, row in zip(users, answers["exact"], strict=True))
 
 
+def test_the_model_server_serves_the_pushed_model_over_rest_and_grpc(pipeline_store):
+    """`python -m serving` on the Pusher's base path, as a user runs it, answers as the
+    SavedModel does."""
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from components import stack
+    from serving.testing import get_json, start_server, wait_for
+
+    base_path = pipeline_store.output_dir / "serving_model"
+    [version] = os.listdir(base_path)
+    stack.register_scann_ops()
+    model = tf.saved_model.load(str(base_path / version))
+    users = ["1", "2", "no-such-user"]
+    expected = model.signatures["brute_force"](user_id=tf.constant(users))
+    server = start_server(base_path)
+    try:
+        wait_for(lambda: get_json(server.url("/healthz"))[0] == 200)
+        status, body = get_json(server.url("/v1/models/movielens:predict"),
+                                {"signature_name": "brute_force", "instances": users})
+        assert status == 200
+        assert [row["titles"] for row in body["predictions"]] == \
+            expected["titles"].numpy().astype(str).tolist()
+        np.testing.assert_allclose([row["scores"] for row in body["predictions"]],
+                                   expected["scores"].numpy(), rtol=1e-5)
+        assert get_json(server.url("/v1/models/movielens"))[1]["model_version_status"][0][
+            "version"] == version
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "movielens"
+        request.model_spec.signature_name = "rating"
+        request.inputs["user_id"].CopyFrom(tf.make_tensor_proto(["1", "1"]))
+        request.inputs["movie_title"].CopyFrom(
+            tf.make_tensor_proto(["Movie 1 (1950)", "Unknown"]))
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}"))
+        response = stub.Predict(request, timeout=60)
+        direct = model.signatures["rating"](user_id=tf.constant(["1", "1"]),
+                                            movie_title=tf.constant(["Movie 1 (1950)",
+                                                                     "Unknown"]))
+        np.testing.assert_allclose(tf.make_ndarray(response.outputs["rating"]),
+                                   direct["rating"].numpy(), rtol=1e-5)
+        assert tf.make_ndarray(response.outputs["known_title"]).tolist() == [True, False]
+    finally:
+        server.stop()
+
+
 def test_unreachable_thresholds_block_the_push_and_are_named(pipeline_store):
     runs = pipeline_store.components(pipeline_store.rejected_run)
     assert runs["Trainer"].state == "CACHED"

@@ -211,6 +211,10 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     callbacks = [tf.keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.early_stopping_patience,
         restore_best_weights=True)]
+    if config.learning_rate_drop != 1.0:
+        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=config.learning_rate_drop,
+            patience=config.learning_rate_patience, verbose=1))
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     columns = (*MODEL_INPUTS, features.TIMESTAMP)

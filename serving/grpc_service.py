@@ -1,0 +1,116 @@
+"""TF Serving's gRPC API: PredictionService (Predict, GetModelMetadata) and ModelService
+(GetModelStatus), with the messages of the `tensorflow-serving-api` package, so TF Serving's
+own clients and stubs work unchanged."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    status_pb2,
+)
+
+from serving import models
+
+_CODE_OF_ERROR = {models.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+                  models.NotFound: grpc.StatusCode.NOT_FOUND,
+                  models.Unavailable: grpc.StatusCode.UNAVAILABLE}
+_STATE_CODES = {models.AVAILABLE: get_model_status_pb2.ModelVersionStatus.AVAILABLE,
+                models.LOADING: get_model_status_pb2.ModelVersionStatus.LOADING,
+                models.END: get_model_status_pb2.ModelVersionStatus.END}
+
+
+def _requested_version(model_spec) -> int | None:
+    if model_spec.HasField("version_label"):
+        raise models.InvalidArgument("Version labels are not supported; ask for a version "
+                                     "number or the latest.")
+    return model_spec.version.value if model_spec.HasField("version") else None
+
+
+def _aborting_on_errors(method):
+    def call(self, request, context):
+        try:
+            return method(self, request, context)
+        except tuple(_CODE_OF_ERROR) as error:
+            context.abort(_CODE_OF_ERROR[type(error)], str(error))
+    return call
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, manager: models.ModelManager):
+        self.manager = manager
+
+    @_aborting_on_errors
+    def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
+        loaded = self.manager.get(request.model_spec.name,
+                                  _requested_version(request.model_spec))
+        signature = request.model_spec.signature_name or models.DEFAULT_SIGNATURE
+        try:
+            inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+        except (TypeError, ValueError) as error:
+            raise models.InvalidArgument(f"Unreadable input tensor: {error}") from None
+        outputs = loaded.predict(signature, inputs, tuple(request.output_filter))
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = self.manager.name
+        response.model_spec.version.value = loaded.version
+        response.model_spec.signature_name = signature
+        for name, value in outputs.items():
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+    @_aborting_on_errors
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context
+                         ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        unsupported = [field for field in request.metadata_field if field != "signature_def"]
+        if not request.metadata_field or unsupported:
+            raise models.InvalidArgument(
+                f"metadata_field must be ['signature_def'], got {list(request.metadata_field)}.")
+        loaded = self.manager.get(request.model_spec.name,
+                                  _requested_version(request.model_spec))
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = self.manager.name
+        response.model_spec.version.value = loaded.version
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature_def in loaded.signature_defs.items():
+            signature_map.signature_def[name].CopyFrom(signature_def)
+        response.metadata["signature_def"].Pack(signature_map)
+        return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, manager: models.ModelManager):
+        self.manager = manager
+
+    @_aborting_on_errors
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context
+                       ) -> get_model_status_pb2.GetModelStatusResponse:
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for status in self.manager.statuses(request.model_spec.name,
+                                            _requested_version(request.model_spec)):
+            response.model_version_status.add(
+                version=status.version, state=_STATE_CODES[status.state],
+                status=status_pb2.StatusProto(
+                    error_code=2 if status.error_message else 0,  # UNKNOWN, OK
+                    error_message=status.error_message))
+        return response
+
+
+def create_server(manager: models.ModelManager, port: int,
+                  executor: concurrent.futures.ThreadPoolExecutor) -> tuple[grpc.Server, int]:
+    """The gRPC server, bound to `port` on every interface (0: a free port); not started.
+    Returns it and the bound port."""
+    server = grpc.server(executor, options=[
+        ("grpc.max_receive_message_length", 64 * 1024**2),
+        ("grpc.max_send_message_length", 64 * 1024**2)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
+    bound = server.add_insecure_port(f"[::]:{port}")
+    return server, bound
