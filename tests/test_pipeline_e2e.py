@@ -161,6 +161,12 @@ def test_the_model_server_serves_the_pushed_model_over_rest_and_grpc(pipeline_st
                                    expected["scores"].numpy(), rtol=1e-5)
         assert get_json(server.url("/v1/models/movielens"))[1]["model_version_status"][0][
             "version"] == version
+        status, body = get_json(server.url("/v1/models/movielens:predict"), {
+            "signature_name": "at_time_with_recent", "instances": [{
+                "user_id": "1", "timestamp": 900_000_000,
+                "recent_titles": ["Movie 1 (1950)", ""], "recent_timestamps": [899_999_990, 0],
+                "recent_ratings": [5, 0]}]})
+        assert status == 200 and len(body["predictions"][0]["titles"]) == 10
 
         request = predict_pb2.PredictRequest()
         request.model_spec.name = "movielens"

@@ -139,6 +139,26 @@ def clamp_time(time: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(tf.cast(time, tf.int64), 0, LATEST_TIME)
 
 
+@dataclasses.dataclass(frozen=True)
+class RequestRatings:
+    """Ratings a request carries beyond the stored history (what the user just did), each
+    [batch, size]: movie index, time (seconds since the epoch), rating (0: stars not given,
+    left out of the rated term) and valid (False pads a shorter list, or marks an unknown
+    title). Ratings the stored history already holds (the same title) count once."""
+
+    movies: tf.Tensor
+    times: tf.Tensor
+    ratings: tf.Tensor
+    valid: tf.Tensor
+
+
+def _held(movies: tf.Tensor, other_movies: tf.Tensor, other_valid: tf.Tensor) -> tf.Tensor:
+    """[batch, size] bool: each of `movies` [batch, size] is among the row's valid
+    `other_movies` [batch, other]."""
+    return tf.reduce_any((movies[:, :, None] == other_movies[:, None, :])
+                         & other_valid[:, None, :], axis=2)
+
+
 class HistoryTable(tf.Module):
     """The users' histories (histories.UserHistories) as variables, with the two bounded reads
     the user tower needs. Variables, not constants: a 25 M-rating history would exceed the 2 GB
@@ -313,10 +333,11 @@ class UserTower(tf.keras.Model):
                             ).numpy().tolist()
                 for term, layer in terms.items() if layer is not None}
 
-    def _taste_history(self, user_index: tf.Tensor,
-                       left_out_movie: tf.Tensor | None) -> tf.Tensor:
+    def _taste_history(self, user_index: tf.Tensor, left_out_movie: tf.Tensor | None,
+                       request: RequestRatings | None = None) -> tf.Tensor:
         """[batch, dim]: the mean history embedding, computed once per distinct user of the
-        batch (a batch holds many examples of each active user)."""
+        batch (a batch holds many examples of each active user), with the request's ratings
+        (those not in the stored read) added to each example's."""
         users, example_user = tf.unique(user_index, out_idx=tf.int64)
         positions, valid = self.history.spread(users, self.taste_history_size)
         movies = tf.gather(self.history.movies, positions)
@@ -330,12 +351,20 @@ class UserTower(tf.keras.Model):
                 & tf.gather(valid, example_user), tf.float32), axis=1)
             total -= hits[:, None] * self.history_embedding(left_out_movie)
             count -= hits
+        if request is not None:
+            added = tf.cast(request.valid & ~_held(request.movies, tf.gather(movies, example_user),
+                                                   tf.gather(valid, example_user)), tf.float32)
+            total += weighted_sum(self.history_embedding, request.movies, added)
+            count += tf.reduce_sum(added, axis=1)
         return tf.math.divide_no_nan(total, count[:, None])
 
     def vectors(self, user_index: tf.Tensor, request_time: tf.Tensor,
-                left_out_movie: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+                left_out_movie: tf.Tensor | None = None,
+                request: RequestRatings | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """(the retrieval task's user vector, with the session term; the rating task's, with
-        the rated term instead), each [batch, dim + 1]."""
+        the rated term instead), each [batch, dim + 1]. `request`: ratings the request
+        carries, merged with the stored history (the recent terms read the latest
+        `recent_history_size` of both made before the request)."""
         taste = self.user_embedding(user_index)
         if self.demographics is not None:
             values = tf.gather(self.demographics, user_index)
@@ -343,7 +372,7 @@ class UserTower(tf.keras.Model):
                 taste += embedding(values[:, column])
         retrieval = rating = taste
         if self.history is not None:
-            taste += self._taste_history(user_index, left_out_movie)
+            taste += self._taste_history(user_index, left_out_movie, request)
             retrieval = rating = taste
             if self.session_embedding is not None or self.rated_embedding is not None:
                 positions, valid = self.history.earlier(user_index, request_time,
@@ -355,19 +384,39 @@ class UserTower(tf.keras.Model):
                 positions = tf.where(untimed, spread_positions, positions)
                 valid = tf.where(untimed, spread_valid, valid)
                 movies = tf.gather(self.history.movies, positions)
+                times = tf.gather(self.history.keys, positions) % _TIME_RANGE
+                ratings = tf.gather(self.history.ratings, positions)
+                if request is not None:
+                    movies, times, ratings, valid = self._merge_recent(
+                        movies, times, ratings, valid, request, clamp_time(request_time))
                 valid = tf.cast(valid, tf.float32)
-                gaps = (clamp_time(request_time)[:, None]
-                        - tf.gather(self.history.keys, positions) % _TIME_RANGE)
+                gaps = clamp_time(request_time)[:, None] - times
             if self.session_embedding is not None:
                 retrieval = taste + _masked_mean(self.session_embedding, movies,
                                                  valid * self.session_time_weights(gaps))
             if self.rated_embedding is not None:
-                deviations = tf.gather(self.history.ratings, positions) - self.mean_rating
-                weights = valid if self.rated_time_weights is None else (
-                    valid * self.rated_time_weights(gaps))
+                deviations = ratings - self.mean_rating
+                weights = valid if request is None else valid * tf.cast(ratings > 0, tf.float32)
+                if self.rated_time_weights is not None:
+                    weights *= self.rated_time_weights(gaps)
                 rating = taste + _masked_mean(self.rated_embedding, movies, weights,
                                               scales=deviations)
         return _with_bias_one(retrieval), _with_bias_one(rating)
+
+    def _merge_recent(self, movies: tf.Tensor, times: tf.Tensor, ratings: tf.Tensor,
+                      valid: tf.Tensor, request: RequestRatings, request_time: tf.Tensor):
+        """The latest `recent_history_size` of the stored window's ratings and the request's
+        made before the request (ties broken by movie index, as the stored order does)."""
+        earlier = (request.valid & (clamp_time(request.times) < request_time[:, None])
+                   & ~_held(request.movies, movies, valid))
+        movies = tf.concat([movies, request.movies], axis=1)
+        times = tf.concat([times, clamp_time(request.times)], axis=1)
+        ratings = tf.concat([ratings, tf.cast(request.ratings, tf.float32)], axis=1)
+        valid = tf.concat([valid, earlier], axis=1)
+        order_key = tf.where(valid, times * (self.history_embedding.input_dim + 1) + movies, -1)
+        _, latest = tf.math.top_k(order_key, k=self.recent_history_size)
+        return (tf.gather(movies, latest, batch_dims=1), tf.gather(times, latest, batch_dims=1),
+                tf.gather(ratings, latest, batch_dims=1), tf.gather(valid, latest, batch_dims=1))
 
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """The retrieval task's user vector at the request time (features.TIMESTAMP)."""

@@ -7,6 +7,10 @@ or index. `RecommenderModule` holds only what answering needs, with these signat
 - serving_default(user_id [B] string) -> titles [B, k], scores [B, k]: ScaNN over the catalogue.
 - at_time(user_id, timestamp [B] int64) -> titles, scores: the same for requests at the given
   times (seconds since the epoch), which weigh the ratings made shortly before more (see below).
+- at_time_with_recent(user_id, timestamp, recent_titles [B, M] string, recent_timestamps
+  [B, M] int64, recent_ratings [B, M] float32) -> titles, scores: `at_time` with ratings the
+  user made since the export carried by the request, merged with the stored history ("" pads
+  shorter lists; a rating of 0 means no stars given: the title counts, its stars do not).
 - unrated(user_id) -> titles, scores: the same among the titles the user has not rated in
   training (what a product shows).
 - brute_force(user_id) -> titles, scores: the same as serving_default, exact.
@@ -128,6 +132,9 @@ class RecommenderModule(tf.Module):
             movie_tower({features.MOVIE_INDEX: movie_inputs[features.MOVIE_INDEX],
                          features.GENRES_MULTI_HOT: movie_inputs[features.GENRES_MULTI_HOT]}),
             trainable=False, name="movie_embeddings")
+        # The movie index of each catalogue row (row N, an unknown title: the OOV index).
+        self.movie_index_of_row = tf.Variable(movie_inputs[features.MOVIE_INDEX],
+                                              trainable=False, name="movie_index_of_row")
         self.title_to_row = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 self.catalogue_titles, tf.range(num_candidates, dtype=tf.int64)),
@@ -193,6 +200,42 @@ class RecommenderModule(tf.Module):
     def recommend_at_time(self, user_id, timestamp):
         user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
         return self._scann_top_k(self._user_embedding(user_id, timestamp)[0])
+
+    def _request_ratings(self, user_id: tf.Tensor, titles: tf.Tensor, timestamps: tf.Tensor,
+                         ratings: tf.Tensor) -> model_lib.RequestRatings:
+        """The request's ratings [B, M] (checked: rank 2, one shape, B rows); titles outside
+        the training vocabulary, and "" padding, are ignored."""
+        checked = [tf.ensure_shape(tensor, [None, None]) for tensor in (titles, timestamps,
+                                                                        ratings)]
+        with tf.control_dependencies([
+                tf.debugging.assert_equal(
+                    tf.shape(tensor), tf.shape(checked[0]),
+                    message="recent_titles, recent_timestamps and recent_ratings must have "
+                            "the same shape") for tensor in checked[1:]] + [
+                tf.debugging.assert_equal(
+                    tf.shape(checked[0])[0], tf.shape(user_id)[0],
+                    message="recent_titles must have a row for each user_id")]):
+            titles, timestamps, ratings = (tf.identity(tensor) for tensor in checked)
+        movies = tf.gather(self.movie_index_of_row, self.title_to_row.lookup(titles))
+        known = movies < self.movie_index_of_row[-1]  # the last row's: the OOV index
+        return model_lib.RequestRatings(movies, timestamps, ratings, known)
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name="user_id"),
+        tf.TensorSpec([None], tf.int64, name="timestamp"),
+        tf.TensorSpec([None, None], tf.string, name="recent_titles"),
+        tf.TensorSpec([None, None], tf.int64, name="recent_timestamps"),
+        tf.TensorSpec([None, None], tf.float32, name="recent_ratings")])
+    def recommend_with_recent(self, user_id, timestamp, recent_titles, recent_timestamps,
+                              recent_ratings):
+        """`at_time` with the user's latest ratings carried by the request (what the user did
+        since the model was exported), merged with the stored history."""
+        user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
+        request = self._request_ratings(user_id, recent_titles, recent_timestamps,
+                                        recent_ratings)
+        retrieval, _ = self.user_tower.vectors(self._user_index(user_id), timestamp,
+                                               request=request)
+        return self._scann_top_k(retrieval)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend_unrated(self, user_id):
@@ -292,6 +335,7 @@ class RecommenderModule(tf.Module):
         signatures = {
             "serving_default": self.recommend.get_concrete_function(),
             "at_time": self.recommend_at_time.get_concrete_function(),
+            "at_time_with_recent": self.recommend_with_recent.get_concrete_function(),
             "unrated": self.recommend_unrated.get_concrete_function(),
             "brute_force": self.recommend_exact.get_concrete_function(),
             "rating": self.predict_rating.get_concrete_function(),

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from components import features, stack
+from components.trainer import histories as histories_lib
 from components.trainer import model as model_lib
 from components.trainer import serving, train
 from pipeline import configs
@@ -25,7 +26,8 @@ def _ratings() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, analyze_ratings):
+def module(analyze_ratings):
+    """(the serving module, unsaved; the users' histories; the movie vocabulary)."""
     transform_output, records = analyze_ratings(_ratings())
     users = transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movies = transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
@@ -34,8 +36,9 @@ def model(tmp_path_factory, analyze_ratings):
     catalogue_titles = np.array(TITLES + [CATALOGUE_ONLY], dtype=object)
     catalogue_genres = tf.ragged.constant([[i % 3] for i in range(len(catalogue_titles))],
                                           dtype=tf.int64)
-    config = model_lib.ModelConfig.from_custom_config(
-        {**configs.HYPERPARAMETERS, "embedding_dim": 8, "top_k": TOP_K})
+    config = model_lib.ModelConfig.from_custom_config({model_lib.CUSTOM_CONFIG_KEY: {
+        **configs.HYPERPARAMETERS, "embedding_dim": 8, "top_k": TOP_K}})
+    assert config.user_history and config.history_time_boundaries and config.rating_history
     recommender = model_lib.build_model(
         len(users), len(movies), config,
         train.genres_by_movie_index(transform_output, catalogue_titles, catalogue_genres,
@@ -45,8 +48,13 @@ def model(tmp_path_factory, analyze_ratings):
         transform_output, recommender.user_tower, recommender.movie_tower,
         recommender.rating_head, catalogue_titles, catalogue_genres,
         train.rated_catalogue_rows(histories, movies, catalogue_titles), TOP_K)
+    return module, histories, movies
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, module):
     export_dir = str(tmp_path_factory.mktemp("model"))
-    module.save(export_dir)
+    module[0].save(export_dir)
     stack.register_scann_ops()
     return tf.saved_model.load(export_dir)
 
@@ -75,6 +83,40 @@ def test_every_signature_answers_an_empty_batch_with_its_usual_shapes(model):
         assert {key: value.shape for key, value in outputs.items()} == {
             "rating": (0,), "known_user": (0,), "known_title": (0,)}, name
     assert model.signatures["evaluation"](examples=_strings())["squared_error"].shape == (0,)
+    outputs = model.signatures["at_time_with_recent"](
+        user_id=no_users, timestamp=no_times, recent_titles=tf.zeros([0, 0], tf.string),
+        recent_timestamps=tf.zeros([0, 0], tf.int64), recent_ratings=tf.zeros([0, 0]))
+    assert outputs["titles"].shape == outputs["scores"].shape == (0, TOP_K)
+
+
+def test_ratings_carried_by_the_request_count_as_the_stored_ones_they_stand_for(module):
+    """User 1's ratings before time t leave the stored history and come with the request
+    instead: the answer equals `at_time` on the full history."""
+    module, histories, movies = module
+    user = int(module._user_index(_strings(b"1"))[0])
+    user_movies, user_times, user_ratings = histories.user(user)
+    t = int(user_times[4])  # four ratings before t, two at or after it
+    request = {"user_id": _strings(b"1"), "timestamp": _times(t)}
+    full = module.recommend_at_time(**request)
+
+    users = histories.user_index_per_rating()
+    kept = ~((users == user) & (histories.times < t))
+    module.user_tower.history.assign(histories_lib.UserHistories.from_ratings(
+        users[kept], histories.movies[kept], histories.times[kept], histories.ratings[kept],
+        histories.num_users - 1))
+    try:
+        before = user_times < t
+        with_recent = module.recommend_with_recent(
+            **request,
+            recent_titles=tf.constant([[movies[m] for m in user_movies[before]] + [b""]]),
+            recent_timestamps=tf.constant([list(user_times[before]) + [0]], tf.int64),
+            recent_ratings=tf.constant([list(user_ratings[before]) + [0.0]]))
+        without = module.recommend_at_time(**request)
+    finally:
+        module.user_tower.history.assign(histories)
+    assert with_recent["titles"].numpy().tolist() == full["titles"].numpy().tolist()
+    np.testing.assert_allclose(with_recent["scores"], full["scores"], rtol=1e-5)
+    assert not np.allclose(without["scores"], full["scores"], rtol=1e-3)
 
 
 def test_the_same_signatures_answer_a_batch_with_k_titles_each(model):
@@ -105,7 +147,7 @@ def test_request_times_beyond_the_range_are_clamped(model):
     np.testing.assert_array_equal(scores[0], scores[1])
     np.testing.assert_array_equal(scores[2], scores[3])
     untimed = model.signatures["catalogue_scores"](user_id=users[:1])["scores"].numpy()
-    np.testing.assert_allclose(scores[2], untimed[0], rtol=1e-6)
+    np.testing.assert_allclose(scores[2], untimed[0], rtol=1e-6, atol=1e-6)
     ratings = model.signatures["rating_at_time"](
         user_id=users, movie_title=_strings(*[TITLES[0]] * 4), timestamp=extreme)["rating"]
     assert np.isfinite(ratings.numpy()).all()
@@ -120,6 +162,16 @@ def test_request_times_beyond_the_range_are_clamped(model):
      "user_id and timestamp must have the same length"),
     ("rating", {"user_id": _strings(b"1"), "movie_title": tf.constant([[TITLES[0]]])},
      "Shape of tensor movie_title"),
+    ("at_time_with_recent", {"user_id": _strings(b"1"), "timestamp": _times(5),
+                             "recent_titles": tf.constant([[TITLES[0]]]),
+                             "recent_timestamps": tf.constant([[1, 2]], tf.int64),
+                             "recent_ratings": tf.constant([[4.0]])},
+     "recent_titles, recent_timestamps and recent_ratings must have the same shape"),
+    ("at_time_with_recent", {"user_id": _strings(b"1"), "timestamp": _times(5),
+                             "recent_titles": tf.constant([[TITLES[0]]] * 2),
+                             "recent_timestamps": tf.constant([[1]] * 2, tf.int64),
+                             "recent_ratings": tf.constant([[4.0]] * 2)},
+     "recent_titles must have a row for each user_id"),
 ])
 def test_inputs_of_another_rank_or_length_are_refused_with_the_input_named(model, name,
                                                                            inputs, message):
