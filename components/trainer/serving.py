@@ -145,8 +145,10 @@ class RecommenderModule(tf.Module):
         self.rated_row_values = tf.Variable(rated_rows.values, trainable=False,
                                             name="rated_row_values")
 
+        parameters = scann_parameters(num_candidates)
+        self.scann_max_k = tf.constant(parameters["num_reordering_candidates"], tf.int64)
         self.scann = tfrs.layers.factorized_top_k.ScaNN(
-            k=max(top_k, features.SCANN_RECALL_K), **scann_parameters(num_candidates))
+            k=max(top_k, features.SCANN_RECALL_K), **parameters)
         self.scann.index(self.movie_embeddings[:num_candidates])
 
     def _user_index(self, user_id: tf.Tensor) -> tf.Tensor:
@@ -241,14 +243,20 @@ class RecommenderModule(tf.Module):
     def recommend_unrated(self, user_id):
         """ScaNN's top k among the titles the user has not rated: the search asks for k more
         titles than the batch's longest history, then drops the rated ones (a user who rated
-        all but fewer than k titles gets rated ones last, scored float32 min)."""
+        all but fewer than k titles gets rated ones last, scored float32 min). ScaNN returns at
+        most its reordering candidates (500): a batch that needs more (a user with about 490
+        ratings or more) is answered from exact scores instead."""
         [user_id] = batch_inputs(user_id=user_id)
         user_embedding, user_index = self._user_embedding(user_id)
         num_candidates = tf.shape(self.catalogue_titles, out_type=tf.int64)[0]
         longest_history = tf.reduce_max(tf.concat(
             [tf.gather(self.rated_rows, user_index).row_lengths(), [0]], axis=0))
         k = tf.minimum(self.top_k + longest_history, num_candidates)
-        scores, rows = self.scann(user_embedding, k=tf.cast(k, tf.int32))
+        scores, rows = tf.cond(
+            k <= self.scann_max_k,
+            lambda: self.scann(user_embedding, k=tf.cast(k, tf.int32)),
+            lambda: tuple(tf.math.top_k(self._exact_scores(user_embedding),
+                                        k=tf.cast(k, tf.int32))))
         scores, rows = tf.reshape(scores, [-1, k]), tf.reshape(rows, [-1, k])
         rated = tf.gather(tf.cast(self._rated_mask(user_index, num_candidates), tf.int32),
                           rows, batch_dims=1)

@@ -25,15 +25,15 @@ def _ratings() -> list[dict]:
             for user in range(1, 5) for i in range(6)]
 
 
-@pytest.fixture(scope="module")
-def module(analyze_ratings):
-    """(the serving module, unsaved; the users' histories; the movie vocabulary)."""
-    transform_output, records = analyze_ratings(_ratings())
+def _build_module(analyze_ratings, ratings: list[dict], titles: list[bytes]):
+    """(the serving module of an untrained adopted model, unsaved; the users' histories; the
+    movie vocabulary)."""
+    transform_output, records = analyze_ratings(ratings)
     users = transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movies = transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
     inputs = train.model_inputs(tf.data.Dataset.from_tensor_slices(records), transform_output)
     histories = train.user_histories(inputs, len(users))
-    catalogue_titles = np.array(TITLES + [CATALOGUE_ONLY], dtype=object)
+    catalogue_titles = np.array(titles, dtype=object)
     catalogue_genres = tf.ragged.constant([[i % 3] for i in range(len(catalogue_titles))],
                                           dtype=tf.int64)
     config = model_lib.ModelConfig.from_custom_config({model_lib.CUSTOM_CONFIG_KEY: {
@@ -49,6 +49,11 @@ def module(analyze_ratings):
         recommender.rating_head, catalogue_titles, catalogue_genres,
         train.rated_catalogue_rows(histories, movies, catalogue_titles), TOP_K)
     return module, histories, movies
+
+
+@pytest.fixture(scope="module")
+def module(analyze_ratings):
+    return _build_module(analyze_ratings, _ratings(), TITLES + [CATALOGUE_ONLY])
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +182,17 @@ def test_inputs_of_another_rank_or_length_are_refused_with_the_input_named(model
                                                                            inputs, message):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         model.signatures[name](**inputs)
+
+
+def test_unrated_answers_users_whose_history_outgrows_scanns_reordering(analyze_ratings):
+    """ScaNN returns at most 500 titles; a user with 500 ratings needs 505 to leave 5 unrated."""
+    titles = [f"Title {i} (1990)".encode() for i in range(520)]
+    ratings = [{features.USER_ID: [user], features.MOVIE_TITLE: [titles[i]],
+                features.MOVIE_GENRES: [i % 3], features.RATING: [float(1 + i % 5)],
+                features.TIMESTAMP: [1_000_000 + i]}
+               for user, count in ((b"heavy", 500), (b"light", 3)) for i in range(count)]
+    module, _, _ = _build_module(analyze_ratings, ratings, titles)
+    outputs = module.recommend_unrated(_strings(b"heavy", b"light"))
+    assert outputs["titles"].shape == outputs["scores"].shape == (2, TOP_K)
+    assert not set(outputs["titles"].numpy()[0]) & set(titles[:500])
+    assert not set(outputs["titles"].numpy()[1]) & set(titles[:3])
