@@ -1,7 +1,9 @@
 """Serving latency and throughput of a pushed model: in-process, and through the model server
 (`python -m serving`, a separate process) over REST and gRPC, at several concurrencies; then a
 load run (many REST requests at the highest concurrency) reporting errors and the server's
-memory growth.
+memory growth; a run during which a new version is pushed (errors, the versions served after
+it); then the same search over a synthetic catalogue of 1 M titles, ScaNN against exact
+scores.
 
     make bench-serving   # .venv/bin/python -m benchmarks.serving [--model-base-path DIR]
 
@@ -18,9 +20,12 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -32,6 +37,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from components import stack
+from components.trainer import serving as export
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -134,11 +140,11 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def start_server(base_path: str) -> tuple[subprocess.Popen, int, int]:
+def start_server(base_path: str, server_args: list[str]) -> tuple[subprocess.Popen, int, int]:
     rest_port, grpc_port = free_port(), free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "serving", "--model-base-path", base_path, "--model-name",
-         MODEL_NAME, "--port", str(rest_port), "--grpc-port", str(grpc_port)],
+         MODEL_NAME, "--port", str(rest_port), "--grpc-port", str(grpc_port), *server_args],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while True:
@@ -152,16 +158,140 @@ def start_server(base_path: str) -> tuple[subprocess.Popen, int, int]:
             time.sleep(0.5)
 
 
-def markdown(rows: list[dict], load: dict) -> str:
+class LargeCatalogue(tf.Module):
+    """The pushed model's user tower (its `user_embedding` signature) over a synthetic
+    catalogue, indexed by the export's own ScaNN code (components/trainer/serving.py)."""
+
+    def __init__(self, pushed_model, candidates: np.ndarray, k: int):
+        super().__init__()
+        self.pushed_model = pushed_model  # tracked: the tower's variables and tables
+        self.user_embedding = pushed_model.signatures["user_embedding"]
+        self.candidates = tf.Variable(candidates, trainable=False)
+        self.titles = tf.Variable([f"Synthetic title {row}" for row in range(len(candidates))])
+        self.k = k
+        self.scann = export.scann_index(self.candidates, k=k)
+
+    def _answer(self, scores, rows):
+        return {"titles": tf.gather(self.titles, rows), "scores": scores}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    def recommend(self, user_id):
+        return self._answer(*self.scann(self.user_embedding(user_id=user_id)["embedding"]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    def recommend_exact(self, user_id):
+        scores = tf.matmul(self.user_embedding(user_id=user_id)["embedding"], self.candidates,
+                           transpose_b=True)
+        return self._answer(*tf.math.top_k(scores, k=self.k))
+
+
+def clustered_candidates(movie_vectors: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """`count` vectors around the trained title vectors (each a random title's vector plus
+    Gaussian noise of half the vectors' spread per dimension): a catalogue of 1 M titles
+    clustered like the real one, so ScaNN's partitioning meets realistic structure."""
+    rng = np.random.default_rng(seed)
+    centres = movie_vectors[rng.integers(0, len(movie_vectors), count)]
+    noise = rng.standard_normal(centres.shape, dtype=np.float32) * movie_vectors.std(axis=0)
+    return (centres + 0.5 * noise).astype(np.float32)
+
+
+def directory_mb(path: str) -> float:
+    return sum(file.stat().st_size for file in Path(path).rglob("*") if file.is_file()) / 2**20
+
+
+def tf_call_floor_ms() -> float:
+    """p50 of calling a trivial tf.function: the fixed cost every in-process call pays here."""
+    variable = tf.Variable(tf.zeros([8]))
+    trivial = tf.function(lambda x: x + variable)
+    value = tf.constant(np.zeros(8, np.float32))
+    trivial(value)
+    latencies = []
+    for _ in range(500):
+        started = time.perf_counter()
+        trivial(value)
+        latencies.append(time.perf_counter() - started)
+    return float(np.median(latencies) * 1000)
+
+
+def large_catalogue(model, users: list[str], count: int, requests: int) -> dict:
+    """ScaNN against exact scores over `count` synthetic titles, as a SavedModel built,
+    saved and loaded like the pushed one: build time, size, p50/p99 and recall@10."""
+    movie_vectors = model.movie_embeddings[:-1].numpy()  # the last row: unknown titles
+    started = time.perf_counter()
+    module = LargeCatalogue(model, clustered_candidates(movie_vectors, count), k=10)
+    build_s = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as export_dir:
+        module_signatures = {"serving_default": module.recommend.get_concrete_function(),
+                             "brute_force": module.recommend_exact.get_concrete_function()}
+        tf.saved_model.save(module, export_dir, signatures=module_signatures,
+                            options=tf.saved_model.SaveOptions(
+                                namespace_whitelist=list(stack.SCANN_SAVE_OPTIONS_NAMESPACES)))
+        size_mb = directory_mb(export_dir)
+        loaded = tf.saved_model.load(export_dir)
+    result = {"candidates": count, "index_build_s": build_s, "saved_model_mb": size_mb,
+              **export.scann_parameters(count)}
+    batch = tf.constant(users)
+    scann_titles = loaded.signatures["serving_default"](user_id=batch)["titles"].numpy()
+    exact_titles = loaded.signatures["brute_force"](user_id=batch)["titles"].numpy()
+    result["recall_at_10"] = float(np.mean([len(set(found) & set(exact)) / len(exact)
+                                            for found, exact in zip(scann_titles, exact_titles,
+                                                                    strict=True)]))
+    for signature in ("serving_default", "brute_force"):
+        result[signature] = in_process(loaded, signature, users, [""], 1, requests)
+    result["speed_up"] = result["brute_force"]["p50_ms"] / result["serving_default"]["p50_ms"]
+    return result
+
+
+def push_during(base_path: str, model_path: str, version: int, after_s: float) -> threading.Thread:
+    """Copies the model into `base_path` as `version` after `after_s` seconds, as a Pusher
+    would (the server must finish loading it and swap without failing a request)."""
+    def push():
+        time.sleep(after_s)
+        shutil.copytree(model_path, os.path.join(base_path, str(version)))
+
+    pusher = threading.Thread(target=push, daemon=True)
+    pusher.start()
+    return pusher
+
+
+def served_versions(rest_port: int) -> list[tuple[str, str]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/{MODEL_NAME}",
+                                timeout=30) as response:
+        return [(status["version"], status["state"])
+                for status in json.load(response)["model_version_status"]]
+
+
+def markdown(rows: list[dict], load: dict, reload: dict, large: dict | None,
+             floor_ms: float) -> str:
     lines = ["| signature | transport | concurrency | p50 ms | p99 ms | requests/s | errors |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {row['signature']} | {row['transport']} | {row['concurrency']} | "
               f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['requests_per_s']:.0f} | "
               f"{row['errors']} |" for row in rows]
-    lines += ["", f"Load: {load['requests']} REST requests (serving_default) at concurrency "
+    lines += ["", f"Load: {load['requests']:,} REST requests (serving_default) at concurrency "
               f"{load['concurrency']}: {load['errors']} errors, {load['requests_per_s']:.0f} "
-              f"requests/s, p99 {load['p99_ms']:.1f} ms; server RSS {load['rss_before_mb']:.0f} "
-              f"-> {load['rss_after_mb']:.0f} MB."]
+              f"requests/s, p99 {load['p99_ms']:.1f} ms; server RSS "
+              f"{load['rss_before_mb']:.0f} -> {load['rss_after_mb']:.0f} MB.",
+              "", f"Hot reload: version {reload['pushed_version']} copied into the base path "
+              f"{reload['push_after_s']:.0f} s into {reload['requests']:,} more requests at "
+              f"concurrency {reload['concurrency']}: {reload['errors']} errors, p99 "
+              f"{reload['p99_ms']:.1f} ms; versions after: "
+              + ", ".join(f"{version} {state}" for version, state in reload["versions_after"])
+              + ".",
+              "", f"Floor: calling a trivial tf.function costs {floor_ms:.2f} ms (p50) here; "
+              "every in-process figure includes it."]
+    if large:
+        lines += ["", f"{large['candidates']:,} synthetic titles (clustered around the trained "
+                  f"title vectors), the trained user tower: index built in "
+                  f"{large['index_build_s']:.1f} s ({large['num_leaves']} leaves, "
+                  f"{large['num_leaves_to_search']} searched, "
+                  f"{large['num_reordering_candidates']} re-scored), SavedModel "
+                  f"{large['saved_model_mb']:.0f} MB; in-process, one user: ScaNN p50 "
+                  f"{large['serving_default']['p50_ms']:.2f} ms (p99 "
+                  f"{large['serving_default']['p99_ms']:.2f}), exact p50 "
+                  f"{large['brute_force']['p50_ms']:.2f} ms (p99 "
+                  f"{large['brute_force']['p99_ms']:.2f}): {large['speed_up']:.1f}x; ScaNN "
+                  f"recall@10 {large['recall_at_10']:.4f}."]
     return "\n".join(lines)
 
 
@@ -173,19 +303,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="per measurement")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--load-requests", type=int, default=20_000)
+    parser.add_argument("--reload-requests", type=int, default=6_000,
+                        help="requests of the run during which a new version is pushed")
+    parser.add_argument("--push-after", type=float, default=1.0,
+                        help="seconds into that run at which the new version is pushed")
+    parser.add_argument("--candidates", type=int, default=1_000_000,
+                        help="synthetic catalogue size for ScaNN against exact scores (0: skip)")
+    parser.add_argument("--server-args", default="",
+                        help='more flags for the server, e.g. "--no-enable-batching"')
+    parser.add_argument("--signatures", nargs="+", default=list(SIGNATURES))
     args = parser.parse_args(argv)
     versions = sorted(int(name) for name in os.listdir(args.model_base_path) if name.isdigit())
     if not versions:
         parser.error(f"no model version under {args.model_base_path}: run `make bench` first.")
     stack.register_scann_ops()
-    model = tf.saved_model.load(os.path.join(args.model_base_path, str(versions[-1])))
+    model_path = os.path.join(args.model_base_path, str(versions[-1]))
+    model = tf.saved_model.load(model_path)
     titles = [title.decode() for title in model.signatures["catalogue_scores"](
         user_id=tf.constant(["1"]))["titles"].numpy()[:200]]
     users = [str(user) for user in range(1, 201)]
     rows = []
-    server, rest_port, grpc_port = start_server(args.model_base_path)
+    # A base path of its own: the load run pushes a version into it.
+    served_base = tempfile.mkdtemp(prefix="bench-serving-")
+    shutil.copytree(model_path, os.path.join(served_base, "1"))
+    server, rest_port, grpc_port = start_server(served_base, args.server_args.split())
     try:
-        for signature in SIGNATURES:
+        for signature in args.signatures:
             for concurrency in args.concurrency:
                 arguments = (signature, users, titles, concurrency, args.requests)
                 for transport, measure in (
@@ -204,15 +347,31 @@ def main(argv: list[str] | None = None) -> int:
                                      args.load_requests))
         load.update(requests=args.load_requests, concurrency=concurrency,
                     rss_before_mb=rss_before, rss_after_mb=rss_mb(server.pid))
+        pusher = push_during(served_base, model_path, 2, args.push_after)
+        reload = asyncio.run(over_rest(rest_port, "serving_default", users, titles,
+                                       concurrency, args.reload_requests))
+        pusher.join()
+        reload.update(requests=args.reload_requests, concurrency=concurrency,
+                      pushed_version=2, push_after_s=args.push_after,
+                      versions_after=served_versions(rest_port))
     finally:
         server.terminate()
         server.wait(timeout=60)
-    table = markdown(rows, load)
+        shutil.rmtree(served_base, ignore_errors=True)
+    print(f"load: {load}\nhot reload: {reload}", flush=True)
+    floor_ms = tf_call_floor_ms()
+    large = None
+    if args.candidates:
+        large = large_catalogue(model, users, args.candidates, args.requests)
+        print(f"large catalogue: {large}", flush=True)
+    table = markdown(rows, load, reload, large, floor_ms)
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serving.json").write_text(json.dumps(
-        {"model": os.path.join(args.model_base_path, str(versions[-1])), "cores": os.cpu_count(),
-         "rows": rows, "load": load}, indent=2) + "\n")
+        {"model": model_path, "cores": os.cpu_count(), "server_args": args.server_args,
+         "rows": rows, "load": load, "hot_reload": reload, "tf_call_floor_ms": floor_ms,
+         "large_catalogue": large},
+        indent=2) + "\n")
     (RESULTS / "serving.md").write_text(
         f"# Serving latency\n\nMeasured on {os.cpu_count()} cores by `make bench-serving` "
         "(client and server on the same machine).\n\n" + table + "\n")

@@ -37,11 +37,18 @@ def parse_args(argv: list[str] | None, environ: dict[str, str]) -> argparse.Name
                         help="how often the base path is checked for new versions")
     parser.add_argument("--threads", type=int, default=16,
                         help="requests run at once (TensorFlow releases the GIL)")
+    parser.add_argument("--max-batch-size", type=int, default=1024,
+                        help="most rows one request may carry (a larger one gets a 400)")
+    parser.add_argument("--enable-batching", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="join concurrent requests to a signature into one call "
+                             "(serving/batching.py; no added wait)")
     args = parser.parse_args(argv)
     if not args.model_base_path:
         parser.error("--model-base-path is required (or set AIP_STORAGE_URI).")
-    if args.threads < 1 or args.poll_seconds <= 0:
-        parser.error("--threads must be at least 1 and --poll-seconds above 0.")
+    if args.threads < 1 or args.poll_seconds <= 0 or args.max_batch_size < 1:
+        parser.error("--threads and --max-batch-size must be at least 1 and --poll-seconds "
+                     "above 0.")
     return args
 
 
@@ -51,7 +58,8 @@ async def serve(args: argparse.Namespace, environ: dict[str, str],
     (REST port, gRPC port or None) once both listen."""
     from aiohttp import web
 
-    manager = models.ModelManager(args.model_name, args.model_base_path, args.poll_seconds)
+    manager = models.ModelManager(args.model_name, args.model_base_path, args.poll_seconds,
+                                  args.max_batch_size, args.enable_batching)
     executor = concurrent.futures.ThreadPoolExecutor(args.threads, "predict")
     vertex_routes = None
     if "AIP_PREDICT_ROUTE" in environ:

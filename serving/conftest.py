@@ -16,7 +16,7 @@ def toy_model(tmp_path_factory) -> Path:
 def served_toy(tmp_path_factory, toy_model):
     base_path = tmp_path_factory.mktemp("served")
     add_version(base_path, 1, toy_model)
-    server = start_server(base_path)
+    server = start_server(base_path, None, "--max-batch-size", "8")
     wait_for(lambda: get_json(server.url("/healthz"))[0] == 200)
     yield server
     server.stop()

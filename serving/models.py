@@ -6,6 +6,7 @@ A newer version is loaded, then warmed up; traffic moves to it only once both su
 the version it replaces is unloaded after that. A version that is still being copied (its
 files change between two polls) is not loaded yet; one that fails to load or to warm up is
 reported in its status and never served, and is tried again only if its files change.
+Removing the served version's directory rolls back to the newest version left.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from components import stack
+from serving import batching
 
 DEFAULT_SIGNATURE = "serving_default"
 # TF Serving's own warm-up file: PredictionLog records replayed before a version is served.
@@ -52,12 +54,18 @@ class VersionStatus:
 class LoadedVersion:
     """One loaded SavedModel and its signatures."""
 
-    def __init__(self, version: int, path: str):
+    def __init__(self, version: int, path: str, max_batch_size: int | None = None,
+                 batching_enabled: bool = False):
         self.version = version
         self.path = path
+        self.max_batch_size = max_batch_size
         stack.register_scann_ops()
         self._model = tf.saved_model.load(path)
         self.signatures = dict(self._model.signatures)
+        self._runners = {
+            name: batching.Batcher(function, max_batch_size or 1024)
+            if batching_enabled and batching.is_batchable(function) else function
+            for name, function in self.signatures.items()}
         self.signature_defs = _read_signature_defs(path)
 
     def signature(self, name: str):
@@ -86,8 +94,14 @@ class LoadedVersion:
                 + (f"; missing {missing}" if missing else "")
                 + (f"; unknown {unknown}" if unknown else "") + ".")
         tensors = {name: _to_tensor(name, values, specs[name]) for name, values in inputs.items()}
+        for name, tensor in tensors.items():
+            if self.max_batch_size is not None and tensor.shape.rank and (
+                    tensor.shape[0] > self.max_batch_size):
+                raise InvalidArgument(
+                    f"Input {name!r} has a batch of {tensor.shape[0]} rows; this server takes "
+                    f"at most {self.max_batch_size} per request (--max-batch-size).")
         try:
-            outputs = function(**tensors)
+            outputs = self._runners[signature_name](**tensors)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
             raise InvalidArgument(f"Signature {signature_name!r}: {_first_line(error)}") from None
         unknown_outputs = sorted(set(output_filter) - set(outputs))
@@ -179,11 +193,13 @@ class ModelManager:
     loadable one. `poll()` checks the base path once; `start()` polls every `poll_seconds`."""
 
     def __init__(self, name: str, base_path: str, poll_seconds: float = 1.0,
-                 loader: Callable[[int, str], LoadedVersion] = LoadedVersion):
+                 max_batch_size: int | None = None, batching_enabled: bool = False,
+                 loader: Callable[[int, str], LoadedVersion] | None = None):
         self.name = name
         self.base_path = base_path
         self.poll_seconds = poll_seconds
-        self._loader = loader
+        self._loader = loader or (
+            lambda version, path: LoadedVersion(version, path, max_batch_size, batching_enabled))
         self._lock = threading.Lock()
         self._serving: LoadedVersion | None = None
         self._statuses: dict[int, VersionStatus] = {}
@@ -210,14 +226,16 @@ class ModelManager:
                       and tf.io.gfile.isdir(os.path.join(self.base_path, entry)))
 
     def poll(self) -> None:
-        """Loads the newest version on disk if it is newer than the served one, complete (its
-        files unchanged since the previous poll) and not already failed as it stands."""
+        """Loads the newest version on disk if it is not the served one, complete (its files
+        unchanged since the previous poll) and not already failed as it stands. The newest is
+        older than the served one after the served one's directory was removed: a roll-back,
+        as in TF Serving. An empty or missing base path keeps the served version."""
         versions = self.versions_on_disk()
-        serving_version = self._serving.version if self._serving else -1
-        candidates = [version for version in versions if version > serving_version]
-        if not candidates:
+        serving_version = self._serving.version if self._serving else None
+        self._forget_versions_not_in(set(versions) | {serving_version})
+        if not versions or versions[-1] == serving_version:
             return
-        version = candidates[-1]
+        version = versions[-1]
         path = self._version_path(version)
         fingerprint = _directory_fingerprint(path)
         previous, self._seen[version] = self._seen.get(version), fingerprint
@@ -241,6 +259,13 @@ class ModelManager:
         logging.info("Serving %s version %d from %s (warm-up: %d requests)%s.", self.name,
                      version, path, requests,
                      f"; version {retired.version} unloaded" if retired else "")
+
+    def _forget_versions_not_in(self, kept: set) -> None:
+        """Drops what is known of versions removed from disk (and not served)."""
+        with self._lock:
+            for known in (self._statuses, self._seen, self._failed):
+                for version in set(known) - kept:
+                    del known[version]
 
     def _set_status(self, version: int, state: str, message: str = "") -> None:
         with self._lock:

@@ -4,6 +4,7 @@ index; version handling through ModelManager's polls, one at a time."""
 from __future__ import annotations
 
 import concurrent.futures
+import shutil
 
 import grpc
 import numpy as np
@@ -77,6 +78,8 @@ def test_status_and_metadata(served_toy):
     (PREDICT, {"inputs": [["alice"]]}, 400, "Input 'user_id' must have rank 1"),
     (PREDICT, {"signature_name": "catalogue", "instances": ["alice"]}, 400,
      "use the columnar format"),
+    (PREDICT, {"instances": ["alice"] * 9}, 400,
+     "Input 'user_id' has a batch of 9 rows; this server takes at most 8 per request"),
     ("/v1/models/other:predict", {"instances": ["alice"]}, 404, "Latest(other)"),
     ("/v1/models/movielens/versions/9:predict", {"instances": ["alice"]}, 404,
      "Specific(movielens, 9)"),
@@ -173,6 +176,15 @@ def test_new_versions_are_served_once_loaded_and_broken_ones_never(tmp_path, toy
         (2, models.AVAILABLE), (1, models.END)]
     with pytest.raises(models.NotFound, match=r"Specific\(movielens, 1\)"):
         manager.get("movielens", 1)
+
+    # Rolling back: with the served version's directory removed, the newest one left is
+    # served, and the removed version is no longer reported.
+    shutil.rmtree(half)
+    manager.poll()
+    assert manager.get("movielens").version == 1
+    manager.poll()
+    assert [(status.version, status.state) for status in manager.statuses("movielens")] == [
+        (1, models.AVAILABLE)]
 
 
 def test_a_version_failing_its_warm_up_is_never_served(tmp_path, toy_model):

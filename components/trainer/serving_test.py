@@ -135,6 +135,17 @@ def test_the_same_signatures_answer_a_batch_with_k_titles_each(model):
     assert not set(unrated[0]) & rated_by_user_1
 
 
+def test_the_user_embedding_scores_the_catalogue_as_the_model_does(model):
+    users = _strings(b"1", b"2", b"no-such-user")
+    embedding = model.signatures["user_embedding"](user_id=users)["embedding"].numpy()
+    catalogue = model.signatures["catalogue_scores"](user_id=users)["scores"].numpy()
+    assert embedding.shape == (3, model.movie_embeddings.shape[1])
+    np.testing.assert_allclose(embedding @ model.movie_embeddings[:-1].numpy().T, catalogue,
+                               rtol=1e-5, atol=1e-5)
+    assert model.signatures["user_embedding"](user_id=_strings())["embedding"].shape == (
+        0, embedding.shape[1])
+
+
 def test_rating_tells_known_users_and_titles_from_unknown_ones(model):
     outputs = model.signatures["rating"](
         user_id=_strings(b"1", b"1", b"1", b"no-such-user"),
@@ -185,14 +196,16 @@ def test_inputs_of_another_rank_or_length_are_refused_with_the_input_named(model
 
 
 def test_unrated_answers_users_whose_history_outgrows_scanns_reordering(analyze_ratings):
-    """ScaNN returns at most 500 titles; a user with 500 ratings needs 505 to leave 5 unrated."""
-    titles = [f"Title {i} (1990)".encode() for i in range(520)]
+    """ScaNN returns at most 1,000 titles; a user with 1,000 ratings needs 1,005 to leave 5
+    unrated."""
+    titles = [f"Title {i} (1990)".encode() for i in range(1_020)]
+    assert serving.scann_parameters(len(titles))["num_reordering_candidates"] == 1_000
     ratings = [{features.USER_ID: [user], features.MOVIE_TITLE: [titles[i]],
                 features.MOVIE_GENRES: [i % 3], features.RATING: [float(1 + i % 5)],
                 features.TIMESTAMP: [1_000_000 + i]}
-               for user, count in ((b"heavy", 500), (b"light", 3)) for i in range(count)]
+               for user, count in ((b"heavy", 1_000), (b"light", 3)) for i in range(count)]
     module, _, _ = _build_module(analyze_ratings, ratings, titles)
     outputs = module.recommend_unrated(_strings(b"heavy", b"light"))
     assert outputs["titles"].shape == outputs["scores"].shape == (2, TOP_K)
-    assert not set(outputs["titles"].numpy()[0]) & set(titles[:500])
+    assert not set(outputs["titles"].numpy()[0]) & set(titles[:1_000])
     assert not set(outputs["titles"].numpy()[1]) & set(titles[:3])

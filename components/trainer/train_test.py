@@ -98,6 +98,9 @@ def test_scann_parameters_scale_with_the_catalogue():
     assert serving.scann_parameters(1_664)["num_leaves_to_search"] == 31
     assert large["num_leaves_to_search"] == 75
     assert small["num_reordering_candidates"] == 50
+    million = serving.scann_parameters(1_000_000)  # the search stops widening at 100 leaves
+    assert million["num_leaves"] == 1_000 and million["num_leaves_to_search"] == 100
+    assert million["num_reordering_candidates"] == 1_000
 
 
 def test_genres_by_movie_index_follows_the_transform_vocabulary(analyze_transform):
