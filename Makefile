@@ -4,7 +4,7 @@ VENV_PYTHON := .venv/bin/python
 OUTPUT_DIR ?= output
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint lock demo run serve bench bench-speed bench-serving
+.PHONY: setup test lint lock demo run serve bench bench-protocols bench-speed bench-serving
 
 setup:
 	@$(PYTHON_BASE) scripts/setup_env.py
@@ -24,12 +24,21 @@ run: setup
 		$(if $(DATASET),--dataset $(DATASET)) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 # Model quality against the TFRS tutorial and classic peers: make bench RAW_DIR=path/to/ml-100k
+# [PROTOCOL=time|canonical:u1|...] (the split protocol; default random)
 bench: setup
 	@test -n "$(RAW_DIR)" || { echo "usage: make bench RAW_DIR=path/to/ml-100k" >&2; exit 2; }
 	UV_CACHE_DIR=$${UV_CACHE_DIR:-.cache/uv} UV_PROJECT_ENVIRONMENT=.venv \
 		.tools/uv-*/bin/uv sync --quiet --frozen --group bench \
 		--python $(VENV_PYTHON)
-	$(VENV_PYTHON) -m benchmarks.quality --raw-dir $(RAW_DIR)
+	$(VENV_PYTHON) -m benchmarks.quality --raw-dir $(RAW_DIR) $(if $(PROTOCOL),--split $(PROTOCOL))
+
+# MovieLens 100k's five canonical folds (u1-u5): mean and spread of every model's figures.
+bench-protocols: setup
+	@test -n "$(RAW_DIR)" || { echo "usage: make bench-protocols RAW_DIR=path/to/ml-100k" >&2; exit 2; }
+	UV_CACHE_DIR=$${UV_CACHE_DIR:-.cache/uv} UV_PROJECT_ENVIRONMENT=.venv \
+		.tools/uv-*/bin/uv sync --quiet --frozen --group bench \
+		--python $(VENV_PYTHON)
+	$(VENV_PYTHON) -m benchmarks.protocols --raw-dir $(RAW_DIR) $(PROTOCOLS_ARGS)
 
 # Pipeline cost, cold and cached, on ml-100k (real with RAW_DIR, else synthetic) and on a
 # synthetic ml-1m-shaped set: make bench-speed RAW_DIR=path/to/ml-100k [SPEED_ARGS=--with-ml-25m]

@@ -49,6 +49,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dataset", default=configs.DATASET)
     parser.add_argument("--tfds-data-dir",
                         help="TFDS data directory (default: <pipeline-root>/tfds)")
+    parser.add_argument("--split", default=configs.SPLIT_PROTOCOL,
+                        help="split protocol: random, time, time:Q, canonical:u1 ... (as "
+                             "local_runner.py)")
     parser.add_argument("--epochs", type=runner_args.positive_int, default=configs.EPOCHS)
     parser.add_argument("--min-top-100-accuracy", type=float,
                         default=configs.MIN_TOP_100_ACCURACY)
@@ -91,6 +94,7 @@ def check_args(args: argparse.Namespace) -> None:
     if not args.image.strip():
         raise ValueError("--image must name the components' container image.")
     tfds_source.parse_dataset_name(args.dataset)
+    args.split = runner_args.split_protocol(args.split, args.dataset)
     if args.dataflow:
         missing = [flag for flag, value in (
             ("--dataflow-project", args.dataflow_project),
@@ -139,7 +143,8 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
     schema = os.path.relpath(schemas.schema_path(args.dataset), os.path.dirname(
         os.path.dirname(schemas.__file__)))
     return create_pipeline(
-        **runner_args.shared_pipeline_args(args.epochs, args.min_top_100_accuracy, args.max_rmse),
+        **runner_args.shared_pipeline_args(args.epochs, args.min_top_100_accuracy, args.max_rmse,
+                                           args.split),
         pipeline_name=args.pipeline_name,
         pipeline_root=root,
         dataset=args.dataset,

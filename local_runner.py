@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from absl import logging as absl_logging
 
 from pipeline import configs  # first: sets up the TF stack (without importing it)
-from components.example_gen import tfds_source
+from components.example_gen import splits, tfds_source
 from pipeline import run_guard, runner_args
 
 if TYPE_CHECKING:
@@ -45,6 +45,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="TFDS data directory (default: <output-dir>/tfds)")
     parser.add_argument("--dataset", default=configs.DATASET,
                         help=f"TFDS MovieLens ratings config (default {configs.DATASET})")
+    parser.add_argument("--split", default=configs.SPLIT_PROTOCOL,
+                        help="split protocol: random (default), time, time:Q (cut-off at the Q "
+                             "quantile of the timestamps), or MovieLens 100k's canonical:u1 ... "
+                             "canonical:u5, canonical:ua, canonical:ub")
     parser.add_argument("--epochs", type=runner_args.positive_int, default=configs.EPOCHS,
                         help="passes at most (early stopping may end training sooner)")
     parser.add_argument("--beam-workers", type=runner_args.positive_int, default=1,
@@ -64,7 +68,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if args.raw_dir:
             flag = "--raw-dir"
             tfds_source.check_raw_dir(version, args.raw_dir)
-    except tfds_source.DataSourceError as error:
+        flag = "--split"
+        args.split = runner_args.split_protocol(args.split, args.dataset)
+    except (tfds_source.DataSourceError, splits.SplitProtocolError) as error:
         parser.error(f"argument {flag}: {error}")
     return args
 
@@ -123,7 +129,8 @@ def build_pipeline(args: argparse.Namespace) -> Pipeline:
         raw_dir = str(synthetic.write_movielens_100k(os.path.join(output_dir, "demo_raw"),
                                                      **DEMO_SIZE))
     return create_pipeline(
-        **runner_args.shared_pipeline_args(args.epochs, args.min_top_100_accuracy, args.max_rmse),
+        **runner_args.shared_pipeline_args(args.epochs, args.min_top_100_accuracy, args.max_rmse,
+                                           args.split),
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=output_dir,
         dataset=args.dataset,

@@ -1,6 +1,6 @@
 """Model quality: this pipeline's model against the TFRS tutorial and classic peers, side by side.
 
-    make bench RAW_DIR=../shared/datasets/ml-100k
+    make bench RAW_DIR=../shared/datasets/ml-100k [PROTOCOL=time|canonical:u1|...]
 
 Runs the pipeline (LocalDagRunner, default settings; cached components are reused) on the raw
 GroupLens files, reads the train/eval split its ExampleGen wrote, trains every peer on that same
@@ -32,10 +32,17 @@ COLUMNS = [f"top_{k}_accuracy" for k in KS] + ["top_10_accuracy_unrated",
                                                "top_100_accuracy_unrated", "rmse"]
 
 
-def run_pipeline(raw_dir: str, output_dir: str) -> dict:
+def pipeline_root(protocol: str) -> str:
+    """One pipeline root per protocol: each Evaluator's baseline is a model of its own split."""
+    suffix = "" if protocol == "random" else "-" + protocol.replace(":", "-")
+    return str(ROOT / "benchmarks" / f".pipeline_run{suffix}")
+
+
+def run_pipeline(raw_dir: str, output_dir: str, protocol: str = configs.SPLIT_PROTOCOL) -> dict:
     """Runs the pipeline; returns its Evaluator metrics, examples URI and pushed model path."""
     started = time.time()
-    status = local_runner.main(["--raw-dir", raw_dir, "--output-dir", output_dir])
+    status = local_runner.main(["--raw-dir", raw_dir, "--output-dir", output_dir,
+                                "--split", protocol])
     if status == local_runner.NOT_BLESSED:
         raise RuntimeError("The pipeline's model was not blessed, so nothing was pushed.")
     if status != local_runner.PUSHED:
@@ -133,6 +140,48 @@ def evaluate(name: str, build, data: Ratings) -> dict:
     return row
 
 
+def peer_models() -> dict:
+    """The peers, by the name their rows carry."""
+    return {
+        "TFRS multi-task tutorial, joint (3 epochs)": seed_tutorial.seed_tutorial,
+        "most popular": peers.most_popular,
+        "mean rating": peers.mean_rating,
+        "EASE": peers.ease,
+        "EASE, history weighted by request time": peers.ease_at_request_time,
+        "implicit ALS": lambda d: peers.implicit_model(d, "als"),
+        "implicit BPR": lambda d: peers.implicit_model(d, "bpr"),
+        "SVD (surprise)": lambda d: peers.surprise_model(d, "svd"),
+        "SVD++ (surprise)": lambda d: peers.surprise_model(d, "svdpp"),
+    }
+
+
+def score_every_model(run: dict, data: Ratings, peer_names: list[str] | None = None
+                      ) -> list[dict]:
+    """Rows: the pipeline's model (by its Evaluator, by the benchmark's metric code at request
+    time and by user id alone), then each peer (all, or those named) on the same split."""
+    unknown = set(peer_names or ()) - set(peer_models())
+    if unknown:
+        raise ValueError(f"Unknown peers {sorted(unknown)}; known: {sorted(peer_models())}.")
+    rows = [
+        {"model": "this pipeline (its Evaluator)", "train_seconds": round(run["trainer_seconds"]),
+         **{k: v for k, v in run["metrics"].items() if k in COLUMNS},
+         "rmse": run["metrics"]["root_mean_squared_error"]},
+        evaluate("this pipeline (benchmark metric code)",
+                 lambda d: pipeline_model(run["model"], d, at_request_time=True), data),
+        evaluate("this pipeline, user id only (no request time)",
+                 lambda d: pipeline_model(run["model"], d, at_request_time=False), data),
+    ]
+    return rows + [evaluate(name, build, data) for name, build in peer_models().items()
+                   if peer_names is None or name in peer_names]
+
+
+def describe_split(protocol: str) -> str:
+    if protocol == "random":
+        return (f"ExampleGen's random {1 - configs.EVAL_FRACTION:.0%}/{configs.EVAL_FRACTION:.0%} "
+                f"split, seed {configs.SPLIT_SEED}")
+    return f"ExampleGen's split protocol {protocol}"
+
+
 def markdown(rows: list[dict]) -> str:
     header = "| model | " + " | ".join(
         c.replace("_accuracy", "").replace("_unrated", " unrated").replace("_", "-")
@@ -148,48 +197,34 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--raw-dir", required=True, help="GroupLens ml-100k files")
-    parser.add_argument("--output-dir", default=str(ROOT / "benchmarks" / ".pipeline_run"))
+    parser.add_argument("--output-dir", help="pipeline root (default: benchmarks/.pipeline_run, "
+                                             "one per protocol)")
     parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--split", default=configs.SPLIT_PROTOCOL,
+                        help="split protocol (local_runner.py --split); results of a protocol "
+                             "other than random go to quality-<protocol>.{json,md}")
     args = parser.parse_args(argv)
     started = time.time()
 
     print("Running the pipeline ...", flush=True)
-    run = run_pipeline(args.raw_dir, args.output_dir)
+    run = run_pipeline(args.raw_dir, args.output_dir or pipeline_root(args.split), args.split)
     data = load_ratings(run["examples"])
     print(f"Split: {len(data.train_users)} train / {len(data.eval_users)} eval ratings, "
           f"{data.shape[0]} users, {data.shape[1]} titles. Training peers ...", flush=True)
 
-    rows = [
-        {"model": "this pipeline (its Evaluator)", "train_seconds": round(run["trainer_seconds"]),
-         **{k: v for k, v in run["metrics"].items() if k in COLUMNS},
-         "rmse": run["metrics"]["root_mean_squared_error"]},
-        evaluate("this pipeline (benchmark metric code)",
-                 lambda d: pipeline_model(run["model"], d, at_request_time=True), data),
-        evaluate("this pipeline, user id only (no request time)",
-                 lambda d: pipeline_model(run["model"], d, at_request_time=False), data),
-        evaluate("TFRS multi-task tutorial, joint (3 epochs)", seed_tutorial.seed_tutorial, data),
-        evaluate("most popular", peers.most_popular, data),
-        evaluate("mean rating", peers.mean_rating, data),
-        evaluate("EASE", peers.ease, data),
-        evaluate("EASE, history weighted by request time", peers.ease_at_request_time, data),
-        evaluate("implicit ALS", lambda d: peers.implicit_model(d, "als"), data),
-        evaluate("implicit BPR", lambda d: peers.implicit_model(d, "bpr"), data),
-        evaluate("SVD (surprise)", lambda d: peers.surprise_model(d, "svd"), data),
-        evaluate("SVD++ (surprise)", lambda d: peers.surprise_model(d, "svdpp"), data),
-    ]
+    rows = score_every_model(run, data)
     table = markdown(rows)
     os.makedirs(args.results_dir, exist_ok=True)
-    split = (f"ExampleGen's random {1 - configs.EVAL_FRACTION:.0%}/{configs.EVAL_FRACTION:.0%} "
-             f"split, seed {configs.SPLIT_SEED}")
-    result = {"dataset": "movielens/100k-ratings", "split": split,
+    result = {"dataset": "movielens/100k-ratings", "split": describe_split(args.split),
               "train_ratings": int(len(data.train_users)),
               "eval_ratings": int(len(data.eval_users)), "titles": int(data.shape[1]),
               "pipeline_seconds": round(run["seconds"]),
               "total_seconds": round(time.time() - started), "rows": rows}
-    with open(os.path.join(args.results_dir, "quality.json"), "w") as handle:
+    name = "quality" if args.split == "random" else f"quality-{args.split.replace(':', '-')}"
+    with open(os.path.join(args.results_dir, f"{name}.json"), "w") as handle:
         json.dump(result, handle, indent=2)
-    with open(os.path.join(args.results_dir, "quality.md"), "w") as handle:
-        handle.write(f"MovieLens 100k, the pipeline's own split ({result['train_ratings']} train / "
+    with open(os.path.join(args.results_dir, f"{name}.md"), "w") as handle:
+        handle.write(f"MovieLens 100k, {result['split']} ({result['train_ratings']} train / "
                      f"{result['eval_ratings']} eval ratings, {result['titles']} titles).\n\n"
                      f"{table}\n")
     print(f"\n{table}\n\nTotal {result['total_seconds']} s. Written to {args.results_dir}.")

@@ -6,6 +6,10 @@ PIPELINE_NAME = "movielens-recommender"
 DATASET = "movielens/100k-ratings"
 EVAL_FRACTION = 0.2
 SPLIT_SEED = 42
+# Which ratings are eval (components/example_gen/splits.py): "random" (EVAL_FRACTION, by a seeded
+# hash), "time" or "time:Q" (train before a global cut-off time, eval after), or MovieLens
+# 100k's published "canonical:u1" ... "canonical:u5", "canonical:ua", "canonical:ub".
+SPLIT_PROTOCOL = "random"
 
 # Step code, referenced by import path (no module wheel to build or upload).
 PREPROCESSING_FN = "components.transform.preprocessing.preprocessing_fn"

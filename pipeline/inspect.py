@@ -27,8 +27,8 @@ from pipeline import run_guard
 
 ARTIFACT_STATES = {v: k for k, v in metadata_store_pb2.Artifact.State.items()}
 # Execution properties worth showing in a lineage (the rest are TFX internals).
-LINEAGE_PROPERTIES = ("dataset", "eval_fraction", "split_seed", "raw_dir", "raw_dir_fingerprint",
-                      "source_fingerprint",
+LINEAGE_PROPERTIES = ("dataset", "eval_fraction", "split_seed", "split_protocol", "raw_dir",
+                      "raw_dir_fingerprint", "source_fingerprint",
                       "tfds_data_dir", "schema_file", "preprocessing_fn", "run_fn",
                       "custom_config", "module_path", "push_destination")
 

@@ -38,6 +38,7 @@ def create_pipeline(
     dataset: str,
     eval_fraction: float,
     split_seed: int,
+    split_protocol: str,
     schema_path: str,
     preprocessing_fn: str,
     run_fn: str,
@@ -61,8 +62,8 @@ def create_pipeline(
     only knows TFX's stock LatestBlessedModelStrategy, which Kubeflow/Vertex runs keep."""
     # MovieLens from TFDS: train/eval ratings, split reproducibly, and the movie catalogue.
     example_gen = TfdsExampleGen(dataset=dataset, eval_fraction=eval_fraction,
-                                 split_seed=split_seed, tfds_data_dir=tfds_data_dir,
-                                 raw_dir=raw_dir)
+                                 split_seed=split_seed, split_protocol=split_protocol,
+                                 tfds_data_dir=tfds_data_dir, raw_dir=raw_dir)
 
     # Statistics of every split, for validation and for inspection.
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])

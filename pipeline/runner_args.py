@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from components.example_gen import splits
 from pipeline import configs
 
 
@@ -18,16 +19,26 @@ def positive_int(text: str) -> int:
     return value
 
 
-def shared_pipeline_args(epochs: int, min_top_100_accuracy: float, max_rmse: float) -> dict:
-    """Split, step code, hyperparameters and evaluation: identical on every platform."""
+def split_protocol(text: str, dataset: str) -> str:
+    """The --split flag's value, checked (SplitProtocolError names the problem)."""
+    return str(splits.parse_protocol(text, configs.EVAL_FRACTION, dataset))
+
+
+def shared_pipeline_args(epochs: int, min_top_100_accuracy: float, max_rmse: float,
+                         protocol: str = configs.SPLIT_PROTOCOL) -> dict:
+    """Split, step code, hyperparameters and evaluation: identical on every platform. The
+    Trainer's validation slice follows the split protocol (the latest ratings under `time`)."""
     from components.evaluator import eval_config
 
+    validation_split = "time" if protocol.startswith(splits.TIME) else "random"
     return {
         "eval_fraction": configs.EVAL_FRACTION,
         "split_seed": configs.SPLIT_SEED,
+        "split_protocol": protocol,
         "preprocessing_fn": configs.PREPROCESSING_FN,
         "run_fn": configs.RUN_FN,
-        "hyperparameters": {**configs.HYPERPARAMETERS, "epochs": epochs},
+        "hyperparameters": {**configs.HYPERPARAMETERS, "epochs": epochs,
+                            "validation_split": validation_split},
         "eval_config": eval_config.build_eval_config(
             min_top_100_accuracy=min_top_100_accuracy, max_rmse=max_rmse,
             max_top_100_accuracy_drop=configs.MAX_TOP_100_ACCURACY_DROP,

@@ -65,6 +65,9 @@ def test_progress_survives_tensorflow_silencing_absl_for_a_moment():
     (["--raw-dir", "{incomplete}"], "has no 'u.user'"),
     (["--raw-dir", "{no_ratings}"], "u.data' holds no ratings"),
     (["--output-dir", "{a_file}"], "exists and is not a directory"),
+    (["--split", "time:2"], "argument --split: Split protocol 'time:2': the cut-off quantile"),
+    (["--split", "canonical:u1", "--dataset", "movielens/1m-ratings"],
+     "argument --split: Split protocol 'canonical:u1' is MovieLens 100k's own"),
 ])
 def test_argument_errors_are_named_before_anything_is_written(tmp_path, capsys, arguments,
                                                               message):

@@ -5,8 +5,11 @@ Usage:
     example_gen = TfdsExampleGen(dataset="movielens/100k-ratings", eval_fraction=0.2,
                                  split_seed=42, tfds_data_dir="/data/tfds")
 
-Output `examples` has three splits: `train` and `eval` (ratings, split at random but
-reproducibly in `split_seed`), and `movies` (the whole catalogue, `movielens/<version>-movies`).
+Output `examples` has three splits: `train` and `eval` (ratings, split by `split_protocol`:
+at random but reproducibly in `split_seed` by default, by time, or MovieLens 100k's published
+splits; see splits.py), and `movies` (the whole catalogue, `movielens/<version>-movies`). The
+artifact records the protocol and, where it has them, the cut-off time and how many eval
+ratings have a user or title unseen in training.
 With `raw_dir`, the TFDS datasets are first built from local GroupLens files by TFDS's own
 builder (no internet needed), under `tfds_data_dir/raw-<fingerprint of the files>`.
 """
@@ -25,6 +28,7 @@ class TfdsExampleGenSpec(ComponentSpec):
         "dataset": ExecutionParameter(type=str),
         "eval_fraction": ExecutionParameter(type=float),
         "split_seed": ExecutionParameter(type=int),
+        "split_protocol": ExecutionParameter(type=str, optional=True),
         "tfds_data_dir": ExecutionParameter(type=str, optional=True),
         "raw_dir": ExecutionParameter(type=str, optional=True),
         "raw_dir_fingerprint": ExecutionParameter(type=str, optional=True),
@@ -40,11 +44,13 @@ class TfdsExampleGen(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, dataset: str, eval_fraction: float, split_seed: int,
-                 tfds_data_dir: str | None = None, raw_dir: str | None = None):
+                 split_protocol: str = "random", tfds_data_dir: str | None = None,
+                 raw_dir: str | None = None):
         fingerprint = raw_dir and tfds_source.raw_dir_fingerprint(
             tfds_source.parse_dataset_name(dataset), raw_dir)
         super().__init__(spec=TfdsExampleGenSpec(
             dataset=dataset, eval_fraction=eval_fraction, split_seed=split_seed,
-            tfds_data_dir=tfds_data_dir, raw_dir=raw_dir, raw_dir_fingerprint=fingerprint,
+            split_protocol=split_protocol, tfds_data_dir=tfds_data_dir, raw_dir=raw_dir,
+            raw_dir_fingerprint=fingerprint,
             source_fingerprint=step_source_fingerprint(f"{executor.__name__}.Executor"),
             examples=types.Channel(type=standard_artifacts.Examples)))

@@ -9,6 +9,7 @@ size, no record is decoded in Python, and shards run in parallel on Dataflow.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -26,7 +27,7 @@ from tfx.types import artifact_utils
 from tfx.components.util import examples_utils
 
 from components import features
-from components.example_gen import tfds_source
+from components.example_gen import splits, tfds_source
 
 READ_BATCH_SIZE = 8192
 # Ratings per Beam element: each shard is read, split and written by one worker.
@@ -50,10 +51,32 @@ def eval_mask(user_ids: np.ndarray, movie_ids: np.ndarray, timestamps: np.ndarra
         dtype=bool, count=len(user_ids))
 
 
-# The fields eval_mask hashes.
+# The fields the split rules read.
 SPLIT_FIELDS = {features.USER_ID: tf.io.FixedLenFeature([], tf.string),
                 features.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
                 features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitRule:
+    """Which ratings go to eval, decided per batch from SPLIT_FIELDS (see splits.py)."""
+
+    protocol: splits.Protocol
+    eval_fraction: float
+    seed: int
+    cutoff_time: int | None = None  # TIME
+    eval_keys: frozenset[bytes] = frozenset()  # CANONICAL: `user|movie` of the test ratings
+
+    def is_eval(self, parsed: dict[str, np.ndarray]) -> np.ndarray:
+        users, movies = parsed[features.USER_ID], parsed[features.MOVIE_ID]
+        if self.protocol.kind == splits.TIME:
+            return parsed[features.TIMESTAMP] >= self.cutoff_time
+        if self.protocol.kind == splits.CANONICAL:
+            return np.fromiter((b"|".join(pair) in self.eval_keys
+                                for pair in zip(users, movies, strict=True)),
+                               dtype=bool, count=len(users))
+        return eval_mask(users, movies, parsed[features.TIMESTAMP], self.eval_fraction,
+                         self.seed)
 
 
 def read_batches(builder: tfds.core.DatasetBuilder, split: str,
@@ -73,12 +96,10 @@ class WriteShard(beam.DoFn):
     """Reads one shard of a TFDS split and writes its tf.Examples to each output split's own
     file; yields (output split, examples written)."""
 
-    def __init__(self, builder_dir: str, split_dirs: dict[str, str], eval_fraction: float | None,
-                 seed: int):
+    def __init__(self, builder_dir: str, split_dirs: dict[str, str], rule: SplitRule | None):
         self.builder_dir = builder_dir
         self.split_dirs = split_dirs
-        self.eval_fraction = eval_fraction
-        self.seed = seed
+        self.rule = rule
 
     def process(self, shard: tuple[int, int, str]):
         index, count, tfds_split = shard
@@ -88,16 +109,14 @@ class WriteShard(beam.DoFn):
                    for split, directory in self.split_dirs.items()}
         written = dict.fromkeys(writers, 0)
         try:
-            fields = SPLIT_FIELDS if self.eval_fraction is not None else {}
+            fields = SPLIT_FIELDS if self.rule is not None else {}
             for records, parsed in read_batches(builder, tfds_split, fields):
-                if self.eval_fraction is None:
+                if self.rule is None:
                     [split] = writers
                     targets = [split] * len(records)
                 else:
-                    is_eval = eval_mask(parsed[features.USER_ID], parsed[features.MOVIE_ID],
-                                        parsed[features.TIMESTAMP], self.eval_fraction,
-                                        self.seed)
-                    targets = np.where(is_eval, features.EVAL_SPLIT, features.TRAIN_SPLIT)
+                    targets = np.where(self.rule.is_eval(parsed), features.EVAL_SPLIT,
+                                       features.TRAIN_SPLIT)
                 for record, split in zip(records, targets, strict=True):
                     writers[split].write(record)
                     written[split] += 1
@@ -142,6 +161,38 @@ def prepare_builders(dataset: str, data_dir: str | None, raw_dir: str | None):
     return tuple(builders)
 
 
+def u_data_path(data_dir: str | None, raw_dir: str | None) -> str:
+    """MovieLens 100k's u.data: in the raw directory, or where TFDS extracted its download."""
+    if raw_dir:
+        return os.path.join(raw_dir, "u.data")
+    pattern = os.path.join(data_dir or tfds.core.constants.DATA_DIR, "downloads", "extracted",
+                           "*", "ml-100k", "u.data")
+    found = sorted(tf.io.gfile.glob(pattern))
+    return found[0] if found else pattern
+
+
+def split_rule(protocol: splits.Protocol, eval_fraction: float, seed: int,
+               ratings_builder: tfds.core.DatasetBuilder, data_dir: str | None,
+               raw_dir: str | None) -> tuple[SplitRule, dict[str, int | str]]:
+    """The rule, and what to record of it on the Examples artifact."""
+    recorded: dict[str, int | str] = {"split_protocol": str(protocol)}
+    if protocol.kind == splits.CANONICAL:
+        keys, counts = splits.canonical_eval_keys(u_data_path(data_dir, raw_dir), protocol.name)
+        return SplitRule(protocol, eval_fraction, seed, eval_keys=keys), {**recorded, **counts}
+    if protocol.kind == splits.TIME:
+        columns = {name: [] for name in SPLIT_FIELDS}
+        for _, parsed in read_batches(ratings_builder, "train", SPLIT_FIELDS):
+            for name in columns:
+                columns[name].append(parsed[name])
+        users, movies, times = (np.concatenate(columns[name]) for name in (
+            features.USER_ID, features.MOVIE_ID, features.TIMESTAMP))
+        cutoff = splits.time_cutoff(times, protocol.quantile)
+        counts = splits.unseen_counts(users, movies, times >= cutoff)
+        return (SplitRule(protocol, eval_fraction, seed, cutoff_time=cutoff),
+                {**recorded, "split_cutoff_time": cutoff, **counts})
+    return SplitRule(protocol, eval_fraction, seed), recorded
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict: dict[str, list[types.Artifact]],
            output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
@@ -149,10 +200,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         if not 0.0 < eval_fraction < 1.0:
             raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}.")
         seed = int(exec_properties["split_seed"])
+        protocol = splits.parse_protocol(exec_properties.get("split_protocol") or splits.RANDOM,
+                                         eval_fraction, exec_properties["dataset"])
         tfds.disable_progress_bar()
-        ratings_builder, movies_builder = prepare_builders(
-            exec_properties["dataset"], exec_properties.get("tfds_data_dir") or None,
-            exec_properties.get("raw_dir") or None)
+        data_dir = exec_properties.get("tfds_data_dir") or None
+        raw_dir = exec_properties.get("raw_dir") or None
+        ratings_builder, movies_builder = prepare_builders(exec_properties["dataset"], data_dir,
+                                                           raw_dir)
+        rule, recorded = split_rule(protocol, eval_fraction, seed, ratings_builder, data_dir,
+                                    raw_dir)
 
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         split_names = [features.TRAIN_SPLIT, features.EVAL_SPLIT, features.MOVIES_SPLIT]
@@ -163,15 +219,20 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             tf.io.gfile.makedirs(directory)
 
         with self._make_beam_pipeline() as pipeline:
-            for label, builder, outputs, fraction in (
+            for label, builder, outputs, shard_rule in (
                     ("Ratings", ratings_builder, (features.TRAIN_SPLIT, features.EVAL_SPLIT),
-                     eval_fraction),
+                     rule),
                     ("Movies", movies_builder, (features.MOVIES_SPLIT,), None)):
                 _ = (pipeline
                      | f"{label}Shards" >> beam.Create(shards(builder, RATINGS_PER_SHARD))
                      | f"Write{label}" >> beam.ParDo(WriteShard(
                          builder.data_dir, {split: split_dirs[split] for split in outputs},
-                         fraction, seed)))
+                         shard_rule)))
+        for name, value in recorded.items():
+            if isinstance(value, str):
+                examples.set_string_custom_property(name, value)
+            else:
+                examples.set_int_custom_property(name, value)
 
         examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
         examples_utils.set_file_format(examples, "tfrecords_gzip")

@@ -66,6 +66,37 @@ def test_split_depends_on_the_seed_and_the_rating_not_on_the_batch():
     assert halves.tolist() == first.tolist()
 
 
+def _ratings(examples, split):
+    return [(e.features.feature["user_id"].bytes_list.value[0],
+             e.features.feature["movie_id"].bytes_list.value[0],
+             e.features.feature["timestamp"].int64_list.value[0])
+            for e in _read_split(examples, split)]
+
+
+def test_time_protocol_trains_before_the_cut_off_and_records_it(tmp_path, raw_dir):
+    examples = _run(tmp_path, raw_dir, "time", split_protocol="time:0.75")
+    train, evaluation = _ratings(examples, "train"), _ratings(examples, "eval")
+    cutoff = examples.get_int_custom_property("split_cutoff_time")
+    assert max(time for _, _, time in train) < cutoff <= min(time for _, _, time in evaluation)
+    assert 0.2 < len(evaluation) / (len(train) + len(evaluation)) < 0.3
+    assert examples.get_string_custom_property("split_protocol") == "time:0.75"
+    assert examples.get_int_custom_property("eval_ratings") == len(evaluation)
+    unseen_users = {user for user, _, _ in evaluation} - {user for user, _, _ in train}
+    assert examples.get_int_custom_property("eval_ratings_of_unseen_users") == sum(
+        user in unseen_users for user, _, _ in evaluation)
+
+
+def test_canonical_protocol_holds_out_u_data_lines_as_mku_sh_does(tmp_path, raw_dir):
+    examples = _run(tmp_path, raw_dir, "u2", split_protocol="canonical:u2")
+    lines = [line.split("\t") for line in (raw_dir / "u.data").read_text().splitlines()]
+    block = len(lines) // 5
+    expected = sorted((user.encode(), movie.encode()) for user, movie, _, _ in
+                      lines[block:2 * block])
+    assert sorted((user, movie) for user, movie, _ in _ratings(examples, "eval")) == expected
+    assert len(_ratings(examples, "train")) == len(lines) - block
+    assert examples.get_string_custom_property("split_protocol") == "canonical:u2"
+
+
 def test_large_datasets_are_read_in_shards(tmp_path, raw_dir, monkeypatch):
     whole = _run(tmp_path, raw_dir, "whole")
     monkeypatch.setattr(executor, "RATINGS_PER_SHARD", 150)

@@ -89,6 +89,9 @@ class ModelConfig:
     epochs: int = 3
     validation_interval: int = 250_000
     validation_fraction: float = 0.1
+    # "random": the validation slice is a hash-chosen `validation_fraction` of the training
+    # ratings; "time": their latest `validation_fraction` (the time split protocol's rule).
+    validation_split: str = "random"
     early_stopping_patience: int = 2
     # The learning rate is multiplied by `learning_rate_drop` each time the validation loss has
     # not improved for `learning_rate_patience` checks (1.0: constant).

@@ -60,10 +60,12 @@ def is_validation(records: tf.Tensor, fraction: float) -> tf.Tensor:
 
 
 def model_inputs(records: tf.data.Dataset, tf_transform_output: tft.TFTransformOutput,
-                 validation_fraction: float = 0.0) -> dict[str, np.ndarray]:
+                 validation_fraction: float = 0.0,
+                 validation_split: str = "random") -> dict[str, np.ndarray]:
     """Raw examples parsed and put through Transform's graph in large batches, as numpy
     columns: MODEL_INPUTS, the demographics where the dataset has them, the raw timestamp
-    (the request time: nothing for Transform to learn from it), and VALIDATION. Rows are in
+    (the request time: nothing for Transform to learn from it), and VALIDATION (by the rating's
+    hash, or under `validation_split="time"` the latest `validation_fraction`). Rows are in
     one canonical order (user, time, title, rating), so that training depends on which
     ratings ExampleGen wrote, not on the order it wrote them in."""
     transform = tf_transform_output.transform_features_layer()
@@ -89,9 +91,21 @@ def model_inputs(records: tf.data.Dataset, tf_transform_output: tft.TFTransformO
     if not batches:
         return {}
     columns = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
+    if validation_split == "time":
+        columns[VALIDATION] = latest_fraction(columns[features.TIMESTAMP], validation_fraction)
+    elif validation_split != "random":
+        raise ValueError(f"validation_split must be 'random' or 'time', got {validation_split!r}.")
     order = np.lexsort([columns[name] for name in (
         features.RATING_LABEL, features.MOVIE_INDEX, features.TIMESTAMP, features.USER_INDEX)])
     return {name: column[order] for name, column in columns.items()}
+
+
+def latest_fraction(timestamps: np.ndarray, fraction: float) -> np.ndarray:
+    """[n] bool: the ratings at or after the (1 - fraction) quantile of the times (none when
+    fraction is 0)."""
+    if fraction <= 0 or not len(timestamps):
+        return np.zeros(len(timestamps), dtype=bool)
+    return timestamps >= np.quantile(timestamps, 1.0 - fraction, method="higher")
 
 
 def shuffled_batches(columns: dict[str, np.ndarray], batch_size: int,
@@ -187,7 +201,7 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     user_vocabulary = tf_transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movie_vocabulary = tf_transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
     inputs = model_inputs(read_records(train_file_patterns), tf_transform_output,
-                          config.validation_fraction)
+                          config.validation_fraction, config.validation_split)
     if not inputs or inputs[VALIDATION].all():
         raise ValueError(f"No training examples in {train_file_patterns}.")
     fit_part = {name: column[~inputs[VALIDATION]] for name, column in inputs.items()}

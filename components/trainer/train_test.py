@@ -132,3 +132,9 @@ def test_model_inputs_do_not_depend_on_the_order_of_the_records(analyze_ratings)
     keys = list(zip(first[features.USER_INDEX].tolist(), first[features.TIMESTAMP].tolist(),
                     strict=True))
     assert keys == sorted(keys) and len(keys) == 4
+
+
+def test_the_time_rule_holds_out_the_latest_ratings():
+    times = np.array([50, 10, 40, 30, 20, 60, 70, 80, 90, 100])
+    assert np.flatnonzero(train.latest_fraction(times, 0.2)).tolist() == [8, 9]
+    assert not train.latest_fraction(times, 0.0).any()
