@@ -122,6 +122,64 @@ def pipeline_model(model_dir: str, data: Ratings, at_request_time: bool) -> dict
     return {"score_users": score_users, "predict": predict}
 
 
+def earlier_eval_ratings(data: Ratings, limit: int) -> list[np.ndarray]:
+    """Per eval rating: the indices of its user's eval ratings made strictly before it (the
+    latest `limit`), what a live product would know at that request."""
+    order = np.lexsort([data.eval_times, data.eval_users])
+    earlier = [np.empty(0, dtype=np.int64)] * len(order)
+    start = 0
+    for end in np.flatnonzero(np.diff(data.eval_users[order], append=-1)) + 1:
+        rows = order[start:end]
+        times = data.eval_times[rows]
+        for position, row in enumerate(rows):
+            count = np.searchsorted(times, times[position], side="left")
+            earlier[row] = rows[max(0, count - limit):count]
+        start = end
+    return earlier
+
+
+def pipeline_model_with_recent(model_dir: str, data: Ratings) -> dict:
+    """The pushed model asked at each eval rating's time with the user's earlier eval ratings
+    (titles, times, stars) in the request (`catalogue_scores_with_recent`,
+    `rating_with_recent`): the stored history ends at the split, the request brings the rest."""
+    stack.register_scann_ops()
+    model = tf.saved_model.load(model_dir)
+    first = model.signatures["catalogue_scores"](user_id=tf.constant(data.user_ids[:1]))
+    column_of = {t: i for i, t in enumerate(first["titles"].numpy())}
+    columns = np.array([column_of[t] for t in data.titles])
+    earlier = earlier_eval_ratings(data, configs.RECENT_HISTORY_SIZE)
+
+    def request(rows):
+        width = max(1, max(len(earlier[row]) for row in rows))
+        titles = np.full((len(rows), width), b"", dtype=object)
+        times = np.zeros((len(rows), width), dtype=np.int64)
+        stars = np.zeros((len(rows), width), dtype=np.float32)
+        for position, row in enumerate(rows):
+            known = earlier[row]
+            titles[position, :len(known)] = data.titles[data.eval_items[known]]
+            times[position, :len(known)] = data.eval_times[known]
+            stars[position, :len(known)] = data.eval_ratings[known]
+        return {"user_id": tf.constant(data.user_ids[data.eval_users[rows]]),
+                "timestamp": tf.constant(data.eval_times[rows]),
+                "recent_titles": tf.constant(titles), "recent_timestamps": tf.constant(times),
+                "recent_ratings": tf.constant(stars)}
+
+    def score_examples(rows):
+        return model.signatures["catalogue_scores_with_recent"](**request(rows))[
+            "scores"].numpy()[:, columns]
+
+    def predict_examples(rows):
+        ratings = []
+        for start in range(0, len(rows), 4096):
+            batch = rows[start:start + 4096]
+            ratings.append(model.signatures["rating_with_recent"](
+                **request(batch), movie_title=tf.constant(data.titles[data.eval_items[batch]]))[
+                "rating"].numpy())
+        return np.concatenate(ratings)
+
+    return {"score_examples": score_examples, "predict_examples": predict_examples}
+
+
 def evaluate(name: str, build, data: Ratings) -> dict:
     started = time.time()
     model = build(data)
@@ -155,10 +213,11 @@ def peer_models() -> dict:
     }
 
 
-def score_every_model(run: dict, data: Ratings, peer_names: list[str] | None = None
-                      ) -> list[dict]:
+def score_every_model(run: dict, data: Ratings, peer_names: list[str] | None = None,
+                      protocol: str = configs.SPLIT_PROTOCOL) -> list[dict]:
     """Rows: the pipeline's model (by its Evaluator, by the benchmark's metric code at request
-    time and by user id alone), then each peer (all, or those named) on the same split."""
+    time and by user id alone; under the time protocol also with the ratings made since the
+    cut-off in each request), then each peer (all, or those named) on the same split."""
     unknown = set(peer_names or ()) - set(peer_models())
     if unknown:
         raise ValueError(f"Unknown peers {sorted(unknown)}; known: {sorted(peer_models())}.")
@@ -171,6 +230,9 @@ def score_every_model(run: dict, data: Ratings, peer_names: list[str] | None = N
         evaluate("this pipeline, user id only (no request time)",
                  lambda d: pipeline_model(run["model"], d, at_request_time=False), data),
     ]
+    if protocol.startswith("time"):
+        rows.append(evaluate("this pipeline, ratings since the cut-off in the request",
+                             lambda d: pipeline_model_with_recent(run["model"], d), data))
     return rows + [evaluate(name, build, data) for name, build in peer_models().items()
                    if peer_names is None or name in peer_names]
 
@@ -212,7 +274,7 @@ def main(argv: list[str]) -> int:
     print(f"Split: {len(data.train_users)} train / {len(data.eval_users)} eval ratings, "
           f"{data.shape[0]} users, {data.shape[1]} titles. Training peers ...", flush=True)
 
-    rows = score_every_model(run, data)
+    rows = score_every_model(run, data, protocol=args.split)
     table = markdown(rows)
     os.makedirs(args.results_dir, exist_ok=True)
     result = {"dataset": "movielens/100k-ratings", "split": describe_split(args.split),

@@ -23,7 +23,10 @@ or index. `RecommenderModule` holds only what answering needs, with these signat
   database, a larger catalogue: benchmarks/serving.py searches 1 M synthetic titles with it).
 - catalogue_scores(user_id) -> scores [B, N], titles [N]: exact scores of every title (for
   offline analysis and benchmarks); catalogue_scores_at_time(user_id, timestamp) the same at
-  the given request times.
+  the given request times; catalogue_scores_with_recent(user_id, timestamp, recent_*) and
+  rating_with_recent(user_id, movie_title, timestamp, recent_*) the same with the request's
+  ratings, as at_time_with_recent takes them (offline replays of what a live product would
+  have answered).
 - evaluation(examples [B] serialized tf.Example) -> per-example metrics read by the Evaluator:
   top_K_accuracy and top_K_accuracy_unrated (the held-out title is among the user's K
   best-scored titles of the whole catalogue, exact scores; `_unrated` leaves out the titles the
@@ -115,6 +118,12 @@ def batch_inputs(**inputs: tf.Tensor) -> list[tf.Tensor]:
                                       message=f"{names} must have the same length")
             for tensor in checked[1:]]):
         return [tf.identity(tensor) for tensor in checked]
+
+
+# The request's own ratings, [B, M] ("" pads titles; a rating of 0: no stars given).
+_RECENT_SPECS = (tf.TensorSpec([None, None], tf.string, name="recent_titles"),
+                 tf.TensorSpec([None, None], tf.int64, name="recent_timestamps"),
+                 tf.TensorSpec([None, None], tf.float32, name="recent_ratings"))
 
 
 class RecommenderModule(tf.Module):
@@ -256,22 +265,45 @@ class RecommenderModule(tf.Module):
         known = movies < self.movie_index_of_row[-1]  # the last row's: the OOV index
         return model_lib.RequestRatings(movies, timestamps, ratings, known)
 
+    def _vectors_with_recent(self, user_id: tf.Tensor, timestamp: tf.Tensor,
+                             recent: tuple[tf.Tensor, tf.Tensor, tf.Tensor]
+                             ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(retrieval, rating) vectors at the request times, with the request's ratings
+        (titles, timestamps, stars [B, M]) merged with the stored history."""
+        user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
+        request = self._request_ratings(user_id, *recent)
+        return self.user_tower.vectors(self._user_index(user_id), timestamp, request=request)
+
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name="user_id"),
-        tf.TensorSpec([None], tf.int64, name="timestamp"),
-        tf.TensorSpec([None, None], tf.string, name="recent_titles"),
-        tf.TensorSpec([None, None], tf.int64, name="recent_timestamps"),
-        tf.TensorSpec([None, None], tf.float32, name="recent_ratings")])
+        tf.TensorSpec([None], tf.int64, name="timestamp"), *_RECENT_SPECS])
     def recommend_with_recent(self, user_id, timestamp, recent_titles, recent_timestamps,
                               recent_ratings):
         """`at_time` with the user's latest ratings carried by the request (what the user did
         since the model was exported), merged with the stored history."""
-        user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
-        request = self._request_ratings(user_id, recent_titles, recent_timestamps,
-                                        recent_ratings)
-        retrieval, _ = self.user_tower.vectors(self._user_index(user_id), timestamp,
-                                               request=request)
+        retrieval, _ = self._vectors_with_recent(
+            user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
         return self._scann_top_k(retrieval)
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name="user_id"),
+        tf.TensorSpec([None], tf.int64, name="timestamp"), *_RECENT_SPECS])
+    def score_catalogue_with_recent(self, user_id, timestamp, recent_titles, recent_timestamps,
+                                    recent_ratings):
+        retrieval, _ = self._vectors_with_recent(
+            user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
+        return {"scores": self._exact_scores(retrieval), "titles": self.catalogue_titles}
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name="user_id"),
+        tf.TensorSpec([None], tf.string, name="movie_title"),
+        tf.TensorSpec([None], tf.int64, name="timestamp"), *_RECENT_SPECS])
+    def predict_rating_with_recent(self, user_id, movie_title, timestamp, recent_titles,
+                                   recent_timestamps, recent_ratings):
+        user_id, movie_title = batch_inputs(user_id=user_id, movie_title=movie_title)
+        _, rating_vector = self._vectors_with_recent(
+            user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
+        return self._rating_of(rating_vector, self._user_index(user_id), movie_title)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend_unrated(self, user_id):
@@ -325,6 +357,10 @@ class RecommenderModule(tf.Module):
     def _rating(self, user_id: tf.Tensor, movie_title: tf.Tensor,
                 timestamp: tf.Tensor | None = None) -> dict:
         _, user_vector, user_index = self._user_vectors(user_id, timestamp)
+        return self._rating_of(user_vector, user_index, movie_title)
+
+    def _rating_of(self, user_vector: tf.Tensor, user_index: tf.Tensor,
+                   movie_title: tf.Tensor) -> dict:
         rows = self.title_to_row.lookup(movie_title)
         movie_embedding = tf.gather(self.movie_embeddings, rows)
         return {"rating": self.rating_head([user_vector, movie_embedding]),
@@ -387,9 +423,12 @@ class RecommenderModule(tf.Module):
             "brute_force": self.recommend_exact.get_concrete_function(),
             "rating": self.predict_rating.get_concrete_function(),
             "rating_at_time": self.predict_rating_at_time.get_concrete_function(),
+            "rating_with_recent": self.predict_rating_with_recent.get_concrete_function(),
             "user_embedding": self.embed_user.get_concrete_function(),
             "catalogue_scores": self.score_catalogue.get_concrete_function(),
             "catalogue_scores_at_time": self.score_catalogue_at_time.get_concrete_function(),
+            "catalogue_scores_with_recent":
+                self.score_catalogue_with_recent.get_concrete_function(),
             "evaluation": self.evaluate.get_concrete_function(),
         }
         options = tf.saved_model.SaveOptions(

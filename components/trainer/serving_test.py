@@ -103,6 +103,8 @@ def test_ratings_carried_by_the_request_count_as_the_stored_ones_they_stand_for(
     t = int(user_times[4])  # four ratings before t, two at or after it
     request = {"user_id": _strings(b"1"), "timestamp": _times(t)}
     full = module.recommend_at_time(**request)
+    full_scores = module.score_catalogue_at_time(**request)["scores"]
+    full_rating = module.predict_rating_at_time(**request, movie_title=_strings(movies[0]))
 
     users = histories.user_index_per_rating()
     kept = ~((users == user) & (histories.times < t))
@@ -111,17 +113,22 @@ def test_ratings_carried_by_the_request_count_as_the_stored_ones_they_stand_for(
         histories.num_users - 1))
     try:
         before = user_times < t
-        with_recent = module.recommend_with_recent(
-            **request,
-            recent_titles=tf.constant([[movies[m] for m in user_movies[before]] + [b""]]),
-            recent_timestamps=tf.constant([list(user_times[before]) + [0]], tf.int64),
-            recent_ratings=tf.constant([list(user_ratings[before]) + [0.0]]))
+        recent = {
+            "recent_titles": tf.constant([[movies[m] for m in user_movies[before]] + [b""]]),
+            "recent_timestamps": tf.constant([list(user_times[before]) + [0]], tf.int64),
+            "recent_ratings": tf.constant([list(user_ratings[before]) + [0.0]])}
+        with_recent = module.recommend_with_recent(**request, **recent)
+        scores_with_recent = module.score_catalogue_with_recent(**request, **recent)["scores"]
+        rating_with_recent = module.predict_rating_with_recent(
+            **request, **recent, movie_title=_strings(movies[0]))
         without = module.recommend_at_time(**request)
     finally:
         module.user_tower.history.assign(histories)
     assert with_recent["titles"].numpy().tolist() == full["titles"].numpy().tolist()
     np.testing.assert_allclose(with_recent["scores"], full["scores"], rtol=1e-5)
     assert not np.allclose(without["scores"], full["scores"], rtol=1e-3)
+    np.testing.assert_allclose(scores_with_recent, full_scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(rating_with_recent["rating"], full_rating["rating"], rtol=1e-5)
 
 
 def test_the_same_signatures_answer_a_batch_with_k_titles_each(model):
