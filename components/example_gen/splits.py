@@ -120,7 +120,10 @@ def time_cutoff(timestamps: np.ndarray, quantile: float) -> int:
 
 def unseen_counts(users: np.ndarray, movies: np.ndarray, is_eval: np.ndarray) -> dict[str, int]:
     """How many eval ratings there are, and how many of them have a user (or title) that no
-    training rating has."""
+    training rating has. Ids may be Python objects (tf.string columns): compared as fixed-width
+    bytes, since np.isin on object arrays takes minutes at 100k ratings."""
+    users, movies = (np.asarray(ids).astype(bytes) if np.asarray(ids).dtype == object else ids
+                     for ids in (users, movies))
     return {
         "eval_ratings": int(is_eval.sum()),
         "eval_ratings_of_unseen_users": int(

@@ -84,3 +84,11 @@ def test_bad_protocols_are_named(text, message):
 def test_canonical_splits_belong_to_movielens_100k():
     with pytest.raises(splits.SplitProtocolError, match="MovieLens 100k's own"):
         splits.parse_protocol("canonical:u1", 0.2, "movielens/1m-ratings")
+
+
+def test_unseen_counts_take_string_ids_as_tensorflow_gives_them():
+    users = np.array([b"1", b"1", b"2", b"3"], dtype=object)
+    movies = np.array([b"5", b"6", b"5", b"7"], dtype=object)
+    assert splits.unseen_counts(users, movies, np.array([False, True, False, True])) == {
+        "eval_ratings": 2, "eval_ratings_of_unseen_users": 1,
+        "eval_ratings_of_unseen_titles": 2}
