@@ -26,6 +26,11 @@ from components import stack
 from pipeline import run_guard
 
 ARTIFACT_STATES = {v: k for k, v in metadata_store_pb2.Artifact.State.items()}
+# Artifact properties worth showing in `artifacts` (the split's, among them).
+ARTIFACT_PROPERTIES = ("split_names", "split_protocol", "split_cutoff_time", "eval_ratings",
+                       "eval_ratings_of_unseen_users", "eval_ratings_of_unseen_titles",
+                       "blessed", "pushed", "pushed_destination", "pushed_version", "span",
+                       "payload_format")
 # Execution properties worth showing in a lineage (the rest are TFX internals).
 LINEAGE_PROPERTIES = ("dataset", "eval_fraction", "split_seed", "split_protocol", "raw_dir",
                       "raw_dir_fingerprint", "source_fingerprint",
@@ -118,8 +123,7 @@ def artifacts_command(store, args) -> tuple[Any, str]:
         lines.append(f"{row['id']:>4}  {row['type']:<22} {row['component']:<30} "
                      f"{row['state']:<8} {row['created']:<20} {row['uri']}")
         interesting = {k: v for k, v in row["properties"].items()
-                       if k in ("split_names", "blessed", "pushed", "pushed_destination",
-                                "pushed_version", "span", "payload_format")}
+                       if k in ARTIFACT_PROPERTIES}
         if interesting:
             lines.append(" " * 6 + ", ".join(f"{k}={v}" for k, v in interesting.items()))
     return rows, "\n".join(lines)

@@ -44,6 +44,7 @@ def test_artifacts_of_a_run_exist_on_disk_and_filter_by_type(capsys, pipeline_st
     assert all(os.path.exists(a["uri"]) for a in artifacts)
     [examples] = [a for a in artifacts if a["type"] == "Examples"]
     assert examples["properties"]["split_names"] == '["train", "eval", "movies"]'
+    assert examples["properties"]["split_protocol"] == "random"
     [model] = _json(capsys, pipeline_store, "artifacts", "--run", pipeline_store.blessed_run.name,
                     "--type", "Model")
     trainer = pipeline_store.components(pipeline_store.blessed_run)["Trainer"]
@@ -75,6 +76,7 @@ def test_lineage_of_the_pushed_model_reaches_the_source_dataset(capsys, pipeline
     [example_gen] = [s for s in report["lineage"] if s["component"] == "TfdsExampleGen"]
     assert example_gen["properties"]["dataset"] == "movielens/100k-ratings"
     assert example_gen["properties"]["split_seed"] == 42
+    assert example_gen["properties"]["split_protocol"] == "random"
     assert example_gen["properties"]["raw_dir"] == str(pipeline_store.raw_dir)
     [trainer] = [s for s in report["lineage"] if s["component"] == "Trainer"]
     assert {"examples", "transform_graph", "schema"} <= set(trainer["inputs"])
