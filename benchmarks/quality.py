@@ -85,17 +85,23 @@ def load_ratings(examples_uri: str) -> Ratings:
     return Ratings(user_ids, titles, *indices(train), *indices(evaluation))
 
 
+def load_pushed_model(model_dir: str, data: Ratings):
+    """The pushed SavedModel, and for each of `data`'s titles its column in the model's
+    catalogue scores."""
+    stack.register_scann_ops()
+    model = tf.saved_model.load(model_dir)
+    first = model.signatures["catalogue_scores"](user_id=tf.constant(data.user_ids[:1]))
+    column_of = {t: i for i, t in enumerate(first["titles"].numpy())}
+    return model, np.array([column_of[t] for t in data.titles])
+
+
 def pipeline_model(model_dir: str, data: Ratings, at_request_time: bool) -> dict:
     """The pushed model, scored through its `catalogue_scores_at_time` and `rating_at_time`
     signatures (each eval rating's request at the rating's time, as the Evaluator does) or
     `catalogue_scores` and `rating` (user id alone)."""
-    stack.register_scann_ops()
-    model = tf.saved_model.load(model_dir)
+    model, columns = load_pushed_model(model_dir, data)
     score_signature, rating_signature = (model.signatures["catalogue_scores"],
                                          model.signatures["rating"])
-    first = score_signature(user_id=tf.constant(data.user_ids[:1]))
-    column_of = {t: i for i, t in enumerate(first["titles"].numpy())}
-    columns = np.array([column_of[t] for t in data.titles])
 
     def score_users(users):
         return score_signature(user_id=tf.constant(data.user_ids[users]))["scores"].numpy()[
@@ -142,11 +148,7 @@ def pipeline_model_with_recent(model_dir: str, data: Ratings) -> dict:
     """The pushed model asked at each eval rating's time with the user's earlier eval ratings
     (titles, times, stars) in the request (`catalogue_scores_with_recent`,
     `rating_with_recent`): the stored history ends at the split, the request brings the rest."""
-    stack.register_scann_ops()
-    model = tf.saved_model.load(model_dir)
-    first = model.signatures["catalogue_scores"](user_id=tf.constant(data.user_ids[:1]))
-    column_of = {t: i for i, t in enumerate(first["titles"].numpy())}
-    columns = np.array([column_of[t] for t in data.titles])
+    model, columns = load_pushed_model(model_dir, data)
     earlier = earlier_eval_ratings(data, configs.RECENT_HISTORY_SIZE)
 
     def request(rows):

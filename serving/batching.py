@@ -44,9 +44,10 @@ class _Request:
 
 
 class Batcher:
-    """Runs `function(**inputs)` for the requests of one signature, joining concurrent ones."""
+    """Runs `function(**inputs)` for the requests of one signature, joining concurrent ones
+    into calls of at most `max_batch_size` rows (None: no limit)."""
 
-    def __init__(self, function: Callable[..., Tensors], max_batch_size: int):
+    def __init__(self, function: Callable[..., Tensors], max_batch_size: int | None = None):
         self._function = function
         self._max_batch_size = max_batch_size
         self._lock = threading.Lock()
@@ -75,8 +76,8 @@ class Batcher:
         to the next queued request, or marks the signature idle."""
         with self._lock:
             batch, rows = [], 0
-            while self._queue and (not batch or
-                                   rows + self._queue[0].rows <= self._max_batch_size):
+            while self._queue and (not batch or self._max_batch_size is None
+                                   or rows + self._queue[0].rows <= self._max_batch_size):
                 batch.append(self._queue.popleft())
                 rows += batch[-1].rows
         self._run(batch)

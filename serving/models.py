@@ -63,7 +63,7 @@ class LoadedVersion:
         self._model = tf.saved_model.load(path)
         self.signatures = dict(self._model.signatures)
         self._runners = {
-            name: batching.Batcher(function, max_batch_size or 1024)
+            name: batching.Batcher(function, max_batch_size)
             if batching_enabled and batching.is_batchable(function) else function
             for name, function in self.signatures.items()}
         self.signature_defs = _read_signature_defs(path)

@@ -267,12 +267,13 @@ class RecommenderModule(tf.Module):
 
     def _vectors_with_recent(self, user_id: tf.Tensor, timestamp: tf.Tensor,
                              recent: tuple[tf.Tensor, tf.Tensor, tf.Tensor]
-                             ) -> tuple[tf.Tensor, tf.Tensor]:
-        """(retrieval, rating) vectors at the request times, with the request's ratings
-        (titles, timestamps, stars [B, M]) merged with the stored history."""
+                             ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(retrieval vector, rating vector, user index) at the request times, with the
+        request's ratings (titles, timestamps, stars [B, M]) merged with the stored history."""
         user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
         request = self._request_ratings(user_id, *recent)
-        return self.user_tower.vectors(self._user_index(user_id), timestamp, request=request)
+        user_index = self._user_index(user_id)
+        return (*self.user_tower.vectors(user_index, timestamp, request=request), user_index)
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name="user_id"),
@@ -281,7 +282,7 @@ class RecommenderModule(tf.Module):
                               recent_ratings):
         """`at_time` with the user's latest ratings carried by the request (what the user did
         since the model was exported), merged with the stored history."""
-        retrieval, _ = self._vectors_with_recent(
+        retrieval, _, _ = self._vectors_with_recent(
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
         return self._scann_top_k(retrieval)
 
@@ -290,7 +291,7 @@ class RecommenderModule(tf.Module):
         tf.TensorSpec([None], tf.int64, name="timestamp"), *_RECENT_SPECS])
     def score_catalogue_with_recent(self, user_id, timestamp, recent_titles, recent_timestamps,
                                     recent_ratings):
-        retrieval, _ = self._vectors_with_recent(
+        retrieval, _, _ = self._vectors_with_recent(
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
         return {"scores": self._exact_scores(retrieval), "titles": self.catalogue_titles}
 
@@ -301,9 +302,9 @@ class RecommenderModule(tf.Module):
     def predict_rating_with_recent(self, user_id, movie_title, timestamp, recent_titles,
                                    recent_timestamps, recent_ratings):
         user_id, movie_title = batch_inputs(user_id=user_id, movie_title=movie_title)
-        _, rating_vector = self._vectors_with_recent(
+        _, rating_vector, user_index = self._vectors_with_recent(
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
-        return self._rating_of(rating_vector, self._user_index(user_id), movie_title)
+        return self._rating_of(rating_vector, user_index, movie_title)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend_unrated(self, user_id):
