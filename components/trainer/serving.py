@@ -108,6 +108,12 @@ def scann_index(candidates: tf.Tensor, k: int) -> tfrs.layers.factorized_top_k.S
     return index.index(candidates)
 
 
+def signature(input_signature: list[tf.TensorSpec]):
+    """A traced method of the module. Autograph off: no method has control flow on tensors
+    (tf.cond is explicit), and converting their source took a third of the export's time."""
+    return tf.function(input_signature=input_signature, autograph=False)
+
+
 def batch_inputs(**inputs: tf.Tensor) -> list[tf.Tensor]:
     """The inputs, checked when the signature runs (a SavedModel signature does not enforce its
     input shapes): each of rank 1 (the error names the input) and all of one length."""
@@ -189,10 +195,25 @@ class RecommenderModule(tf.Module):
         parts = []
         for start in range(0, num_rows, chunk):
             user_index = tf.range(start, min(start + chunk, num_rows), dtype=tf.int64)
-            parts.append(self.user_tower.vectors(
+            parts.append(self._tower_vectors(
                 user_index, tf.fill(tf.shape(user_index),
                                     tf.constant(model_lib.LATEST_TIME, tf.int64))))
         return tuple(tf.concat(vectors, axis=0) for vectors in zip(*parts, strict=True))
+
+    # The user tower traced once for every signature that reads histories (tracing it into
+    # each of them made up most of the export's time).
+    @signature([tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64)])
+    def _tower_vectors(self, user_index, request_time):
+        return self.user_tower.vectors(user_index, request_time)
+
+    @signature([tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64),
+                tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.int64),
+                tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None, None], tf.bool)])
+    def _tower_vectors_with_request(self, user_index, request_time, movies, times, ratings,
+                                    valid):
+        return self.user_tower.vectors(
+            user_index, request_time,
+            request=model_lib.RequestRatings(movies, times, ratings, valid))
 
     def _user_index(self, user_id: tf.Tensor) -> tf.Tensor:
         return self.user_transform(
@@ -211,7 +232,7 @@ class RecommenderModule(tf.Module):
         if timestamp is None:
             return (tf.gather(self.latest_retrieval_vectors, user_index),
                     tf.gather(self.latest_rating_vectors, user_index), user_index)
-        retrieval, rating = self.user_tower.vectors(user_index, tf.reshape(timestamp, [-1]))
+        retrieval, rating = self._tower_vectors(user_index, tf.reshape(timestamp, [-1]))
         return retrieval, rating, user_index
 
     def _user_embedding(self, user_id: tf.Tensor,
@@ -235,13 +256,13 @@ class RecommenderModule(tf.Module):
     def _scann_top_k(self, user_embedding: tf.Tensor) -> dict:
         return self._top_k(*self.scann(user_embedding, k=self.top_k))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    @signature([tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend(self, user_id):
         [user_id] = batch_inputs(user_id=user_id)
         return self._scann_top_k(self._user_embedding(user_id)[0])
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
-                                  tf.TensorSpec([None], tf.int64, name="timestamp")])
+    @signature([tf.TensorSpec([None], tf.string, name="user_id"),
+                tf.TensorSpec([None], tf.int64, name="timestamp")])
     def recommend_at_time(self, user_id, timestamp):
         user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
         return self._scann_top_k(self._user_embedding(user_id, timestamp)[0])
@@ -273,9 +294,11 @@ class RecommenderModule(tf.Module):
         user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
         request = self._request_ratings(user_id, *recent)
         user_index = self._user_index(user_id)
-        return (*self.user_tower.vectors(user_index, timestamp, request=request), user_index)
+        return (*self._tower_vectors_with_request(
+            user_index, timestamp, request.movies, request.times, request.ratings, request.valid),
+            user_index)
 
-    @tf.function(input_signature=[
+    @signature([
         tf.TensorSpec([None], tf.string, name="user_id"),
         tf.TensorSpec([None], tf.int64, name="timestamp"), *_RECENT_SPECS])
     def recommend_with_recent(self, user_id, timestamp, recent_titles, recent_timestamps,
@@ -286,7 +309,7 @@ class RecommenderModule(tf.Module):
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
         return self._scann_top_k(retrieval)
 
-    @tf.function(input_signature=[
+    @signature([
         tf.TensorSpec([None], tf.string, name="user_id"),
         tf.TensorSpec([None], tf.int64, name="timestamp"), *_RECENT_SPECS])
     def score_catalogue_with_recent(self, user_id, timestamp, recent_titles, recent_timestamps,
@@ -295,7 +318,7 @@ class RecommenderModule(tf.Module):
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
         return {"scores": self._exact_scores(retrieval), "titles": self.catalogue_titles}
 
-    @tf.function(input_signature=[
+    @signature([
         tf.TensorSpec([None], tf.string, name="user_id"),
         tf.TensorSpec([None], tf.string, name="movie_title"),
         tf.TensorSpec([None], tf.int64, name="timestamp"), *_RECENT_SPECS])
@@ -306,7 +329,7 @@ class RecommenderModule(tf.Module):
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
         return self._rating_of(rating_vector, user_index, movie_title)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    @signature([tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend_unrated(self, user_id):
         """ScaNN's top k among the titles the user has not rated: the search asks for k more
         titles than the batch's longest history, then drops the rated ones (a user who rated
@@ -331,25 +354,25 @@ class RecommenderModule(tf.Module):
             tf.where(rated > 0, tf.float32.min, scores), k=self.top_k)
         return self._top_k(kept_scores, tf.gather(rows, kept, batch_dims=1))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    @signature([tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend_exact(self, user_id):
         [user_id] = batch_inputs(user_id=user_id)
         user_embedding, _ = self._user_embedding(user_id)
         return self._top_k(*tf.math.top_k(self._exact_scores(user_embedding), k=self.top_k))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    @signature([tf.TensorSpec([None], tf.string, name="user_id")])
     def embed_user(self, user_id):
         [user_id] = batch_inputs(user_id=user_id)
         return {"embedding": self._user_embedding(user_id)[0]}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
+    @signature([tf.TensorSpec([None], tf.string, name="user_id")])
     def score_catalogue(self, user_id):
         [user_id] = batch_inputs(user_id=user_id)
         user_embedding, _ = self._user_embedding(user_id)
         return {"scores": self._exact_scores(user_embedding), "titles": self.catalogue_titles}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
-                                  tf.TensorSpec([None], tf.int64, name="timestamp")])
+    @signature([tf.TensorSpec([None], tf.string, name="user_id"),
+                tf.TensorSpec([None], tf.int64, name="timestamp")])
     def score_catalogue_at_time(self, user_id, timestamp):
         user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
         user_embedding, _ = self._user_embedding(user_id, timestamp)
@@ -368,19 +391,19 @@ class RecommenderModule(tf.Module):
                 "known_user": user_index < self.num_users,
                 "known_title": rows < tf.size(self.catalogue_titles, out_type=tf.int64)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
-                                  tf.TensorSpec([None], tf.string, name="movie_title")])
+    @signature([tf.TensorSpec([None], tf.string, name="user_id"),
+                tf.TensorSpec([None], tf.string, name="movie_title")])
     def predict_rating(self, user_id, movie_title):
         return self._rating(*batch_inputs(user_id=user_id, movie_title=movie_title))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id"),
-                                  tf.TensorSpec([None], tf.string, name="movie_title"),
-                                  tf.TensorSpec([None], tf.int64, name="timestamp")])
+    @signature([tf.TensorSpec([None], tf.string, name="user_id"),
+                tf.TensorSpec([None], tf.string, name="movie_title"),
+                tf.TensorSpec([None], tf.int64, name="timestamp")])
     def predict_rating_at_time(self, user_id, movie_title, timestamp):
         return self._rating(*batch_inputs(user_id=user_id, movie_title=movie_title,
                                           timestamp=timestamp))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    @signature([tf.TensorSpec([None], tf.string, name="examples")])
     def evaluate(self, examples):
         [examples] = batch_inputs(examples=examples)
         raw = tf.io.parse_example(examples, self.raw_feature_spec)
