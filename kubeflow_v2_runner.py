@@ -52,7 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--split", default=configs.SPLIT_PROTOCOL,
                         help="split protocol: random, time, time:Q, canonical:u1 ... (as "
                              "local_runner.py)")
-    parser.add_argument("--epochs", type=runner_args.positive_int, default=configs.EPOCHS)
+    parser.add_argument("--epochs", type=runner_args.positive_int, default=configs.MODEL.epochs)
     parser.add_argument("--min-top-100-accuracy", type=float,
                         default=configs.MIN_TOP_100_ACCURACY)
     parser.add_argument("--max-rmse", type=float, default=configs.MAX_RMSE)

@@ -49,7 +49,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="split protocol: random (default), time, time:Q (cut-off at the Q "
                              "quantile of the timestamps), or MovieLens 100k's canonical:u1 ... "
                              "canonical:u5, canonical:ua, canonical:ub")
-    parser.add_argument("--epochs", type=runner_args.positive_int, default=configs.EPOCHS,
+    parser.add_argument("--epochs", type=runner_args.positive_int, default=configs.MODEL.epochs,
                         help="passes at most (early stopping may end training sooner)")
     parser.add_argument("--beam-workers", type=runner_args.positive_int, default=1,
                         help="Beam DirectRunner workers; above 1, worker processes "

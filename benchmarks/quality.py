@@ -149,7 +149,7 @@ def pipeline_model_with_recent(model_dir: str, data: Ratings) -> dict:
     (titles, times, stars) in the request (`catalogue_scores_with_recent`,
     `rating_with_recent`): the stored history ends at the split, the request brings the rest."""
     model, columns = load_pushed_model(model_dir, data)
-    earlier = earlier_eval_ratings(data, configs.RECENT_HISTORY_SIZE)
+    earlier = earlier_eval_ratings(data, configs.MODEL.recent_history_size)
 
     def request(rows):
         width = max(1, max(len(earlier[row]) for row in rows))
@@ -182,10 +182,12 @@ def pipeline_model_with_recent(model_dir: str, data: Ratings) -> dict:
     return {"score_examples": score_examples, "predict_examples": predict_examples}
 
 
-def evaluate(name: str, build, data: Ratings) -> dict:
+def evaluate(name: str, build, data: Ratings, train_seconds: float | None = None) -> dict:
+    """Scores the model `build` returns; its training time is the build's, unless given (the
+    pipeline's model is trained by its Trainer: loading it is no training)."""
     started = time.time()
     model = build(data)
-    trained = time.time() - started
+    trained = time.time() - started if train_seconds is None else train_seconds
     row = {"model": name, "train_seconds": round(trained, 1), **model.get("params", {})}
     if "score_users" in model:
         model["score_examples"] = per_user(model["score_users"], data)
@@ -223,18 +225,22 @@ def score_every_model(run: dict, data: Ratings, peer_names: list[str] | None = N
     unknown = set(peer_names or ()) - set(peer_models())
     if unknown:
         raise ValueError(f"Unknown peers {sorted(unknown)}; known: {sorted(peer_models())}.")
+    trainer_seconds = round(run["trainer_seconds"])
     rows = [
-        {"model": "this pipeline (its Evaluator)", "train_seconds": round(run["trainer_seconds"]),
+        {"model": "this pipeline (its Evaluator)", "train_seconds": trainer_seconds,
          **{k: v for k, v in run["metrics"].items() if k in COLUMNS},
          "rmse": run["metrics"]["root_mean_squared_error"]},
         evaluate("this pipeline (benchmark metric code)",
-                 lambda d: pipeline_model(run["model"], d, at_request_time=True), data),
+                 lambda d: pipeline_model(run["model"], d, at_request_time=True), data,
+                 trainer_seconds),
         evaluate("this pipeline, user id only (no request time)",
-                 lambda d: pipeline_model(run["model"], d, at_request_time=False), data),
+                 lambda d: pipeline_model(run["model"], d, at_request_time=False), data,
+                 trainer_seconds),
     ]
     if protocol.startswith("time"):
         rows.append(evaluate("this pipeline, ratings since the cut-off in the request",
-                             lambda d: pipeline_model_with_recent(run["model"], d), data))
+                             lambda d: pipeline_model_with_recent(run["model"], d), data,
+                             trainer_seconds))
     return rows + [evaluate(name, build, data) for name, build in peer_models().items()
                    if peer_names is None or name in peer_names]
 

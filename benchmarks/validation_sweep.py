@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.validation_sweep '{}' '{"temperature": 0.5}' ...
 
-Each argument is a JSON object of ModelConfig overrides on top of pipeline/configs.py. For each,
+Each argument is a JSON object of ModelConfig overrides on top of `configs.MODEL`. For each,
 the Trainer's own `train_module` trains on the latest ExampleGen and Transform outputs of a
 pipeline run (default: the one `make bench` leaves in benchmarks/.pipeline_run), minus the
 validation slice, and the Evaluator's metric code (the module's `evaluation` signature) scores
@@ -25,7 +25,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import features
-from components.trainer import model as model_lib
+from components.trainer.config import CUSTOM_CONFIG_KEY, ModelConfig
 from components.trainer import train
 from pipeline import configs, metadata
 
@@ -43,8 +43,8 @@ def latest_inputs(pipeline_dir: str) -> tuple[str, str]:
 
 
 def validation_metrics(overrides: dict, train_pattern: str, transform_graph: str) -> dict:
-    config = model_lib.ModelConfig.from_custom_config(
-        {model_lib.CUSTOM_CONFIG_KEY: {**configs.HYPERPARAMETERS, **overrides}})
+    config = ModelConfig.from_custom_config(
+        {CUSTOM_CONFIG_KEY: {**configs.MODEL.as_custom_config(), **overrides}})
     started = time.time()
     module = train.train_module([train_pattern], tft.TFTransformOutput(transform_graph), config,
                                 serve_validation_ratings=False)
@@ -58,7 +58,9 @@ def validation_metrics(overrides: dict, train_pattern: str, transform_graph: str
         count += int(batch.shape[0])
     metrics = {name: total / count for name, total in sums.items()}
     metrics["rmse"] = metrics.pop("squared_error") ** 0.5
-    return {"overrides": overrides, "train_seconds": round(seconds),
+    # The whole model, so that a row can be re-run after the defaults have moved on.
+    return {"overrides": overrides, "config": config.as_custom_config(),
+            "train_seconds": round(seconds),
             **{name: round(metrics[name], 4) for name in COLUMNS}}
 
 

@@ -24,7 +24,7 @@ from components.latest_blessed_model_resolver.strategy import (
     LatestBlessedModelOtherThanCandidateStrategy,
 )
 from components.source_fingerprint import step_source_fingerprint
-from components.trainer.model import CUSTOM_CONFIG_KEY
+from components.trainer.config import CUSTOM_CONFIG_KEY
 
 # Transform's and the Trainer's custom_config carry their code's fingerprint, so that edited
 # code is not served from TFX's cache (preprocessing_fn takes no custom_config, run_fn ignores

@@ -6,8 +6,10 @@ Light to import: runners check their flags before importing the stack.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from components.example_gen import splits
+from components.trainer import config as config_lib
 from pipeline import configs
 
 
@@ -30,15 +32,16 @@ def shared_pipeline_args(epochs: int, min_top_100_accuracy: float, max_rmse: flo
     Trainer's validation slice follows the split protocol (the latest ratings under `time`)."""
     from components.evaluator import eval_config
 
-    validation_split = "time" if protocol.startswith(splits.TIME) else "random"
     return {
         "eval_fraction": configs.EVAL_FRACTION,
         "split_seed": configs.SPLIT_SEED,
         "split_protocol": protocol,
         "preprocessing_fn": configs.PREPROCESSING_FN,
         "run_fn": configs.RUN_FN,
-        "hyperparameters": {**configs.HYPERPARAMETERS, "epochs": epochs,
-                            "validation_split": validation_split},
+        "hyperparameters": dataclasses.replace(
+            configs.MODEL, epochs=epochs,
+            validation_split=(config_lib.TIME_VALIDATION if protocol.startswith(splits.TIME)
+                              else config_lib.RANDOM_VALIDATION)).as_custom_config(),
         "eval_config": eval_config.build_eval_config(
             min_top_100_accuracy=min_top_100_accuracy, max_rmse=max_rmse,
             max_top_100_accuracy_drop=configs.MAX_TOP_100_ACCURACY_DROP,

@@ -41,7 +41,7 @@ def _kill_in_the_trainer(arguments: list[str]) -> tuple[Path, int, str]:
     output_dir = Path(arguments[arguments.index("--output-dir") + 1])
     models_before = set((output_dir / "Trainer" / "model").iterdir())
     child = subprocess.Popen(
-        [sys.executable, "local_runner.py", *arguments, "--epochs", str(configs.EPOCHS + 1)],
+        [sys.executable, "local_runner.py", *arguments, "--epochs", str(configs.MODEL.epochs + 1)],
         cwd=local_runner.PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:

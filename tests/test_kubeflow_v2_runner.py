@@ -1,5 +1,6 @@
 """Compiling for Kubeflow / Vertex, and what a submission sends (to a local recording server)."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 import kubeflow_v2_runner
 from components.example_gen import tfds_source
 from components.source_fingerprint import step_source_fingerprint
+from components.trainer.config import ModelConfig
 from pipeline import configs
 from tests.kfp_launcher import KfpLauncher
 from tests.recording_server import RecordingServer
@@ -70,8 +72,10 @@ def test_image_parameters_and_no_local_paths(compiled):
     images = {e["container"]["image"] for e in executors.values() if "container" in e}
     assert images == {IMAGE}
     custom_config = _trainer_custom_config(job)
-    assert custom_config["model"]["epochs"] == 7
-    assert custom_config["model"]["embedding_dim"] == configs.EMBEDDING_DIM
+    # Every field of the model, so that the compiled job records the whole model it trains.
+    assert ModelConfig.from_custom_config(custom_config) == dataclasses.replace(configs.MODEL,
+                                                                               epochs=7)
+    assert set(custom_config["model"]) == {f.name for f in dataclasses.fields(ModelConfig)}
     # The image must run the code the cache key was computed from.
     assert custom_config["source_fingerprint"] == step_source_fingerprint(configs.RUN_FN)
     text = json.dumps(job)

@@ -9,109 +9,15 @@ training and evaluation. Genres come from the catalogue, by movie index.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from components import features
+from components.trainer.config import ModelConfig
 from components.trainer.histories import UserHistories
-
-
-CUSTOM_CONFIG_KEY = "model"
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Every hyperparameter of the model and its training (set in pipeline/configs.py)."""
-
-    embedding_dim: int = 64
-    rating_hidden_units: tuple[int, ...] = (256, 64)
-    # Dropout after each hidden layer of the rating MLP (the rating task overfits long before
-    # the retrieval task stops improving).
-    rating_dropout: float = 0.0
-    retrieval_weight: float = 1.0
-    rating_weight: float = 1.0
-    # Retrieval: softmax temperature; logQ correction of in-batch negatives, which otherwise
-    # sample popular movies as negatives more often and so push popular movies down.
-    temperature: float = 1.0
-    sampling_bias_correction: bool = True
-    # "in_batch": the other movies of the batch are the negatives (TFRS's default, needs the
-    # logQ correction); "catalogue": every movie of the vocabulary is (an exact softmax, cheap
-    # at MovieLens catalogue sizes). The logQ correction only applies to "in_batch".
-    retrieval_negatives: str = "in_batch"
-    # Catalogue negatives over a catalogue larger than this: a uniform sample of this many
-    # titles per batch (shared by its examples), so a step's cost stops growing with the
-    # catalogue (MovieLens 25m has 59k titles); the sampled softmax's correction keeps the loss
-    # an estimate of the full one.
-    catalogue_softmax_size: int = 2048
-    # With catalogue negatives: the other movies the user rated in training are not negatives
-    # (they are positives of other examples), needs user_history.
-    exclude_rated_negatives: bool = False
-    # The user vector adds the mean embedding of the titles the user rated in training
-    # (SVD++'s implicit feedback); each training example leaves its own title out. Users with
-    # more than `taste_history_size` ratings: that many of them, spread evenly over the history.
-    user_history: bool = False
-    taste_history_size: int = 128
-    # The session and rated terms read the user's `recent_history_size` latest ratings before
-    # the request: a bounded window keeps the cost per example flat as histories grow (on
-    # ml-100k the 10 minutes before a rating hold 24 earlier ratings on average, 64 at p95).
-    recent_history_size: int = 64
-    # With user_history: the retrieval vector also adds a weighted mean of the history's
-    # "session" embeddings, each rated title's weight learnt per bucket of the time between
-    # its rating and the request (bucket boundaries in seconds), so the titles rated in the
-    # same session, just before the request, can dominate it. Only the ratings made before
-    # the request count: a live system has no later ones. The rating vector has no session term.
-    # Without a request time (the user-id-only serving signatures) the session mean is
-    # uniform. () leaves the session term out.
-    history_time_boundaries: tuple[float, ...] = ()
-    # With user_history: the rating vector adds a weighted mean of the history's "rated"
-    # embeddings, each scaled by how far the user's rating of that title sits from the
-    # training mean (Koren's explicit neighbourhood term), so the user's actual ratings, not
-    # only which titles they rated, inform the predicted rating. With history_time_boundaries
-    # the weights are learnt per time bucket for this term (a session's ratings run high or
-    # low together), again over the earlier ratings only; uniform without them.
-    rating_history: bool = False
-    # Add embeddings of the user's gender, age bucket and occupation to the user vector, where
-    # the dataset has them (MovieLens 100k and 1m).
-    user_demographics: bool = False
-    l2_regularization: float = 0.0
-    optimizer: str = "adagrad"
-    learning_rate: float = 0.1
-    batch_size: int = 4096
-    # Training stops when the validation loss (both tasks' weighted loss, without the L2
-    # penalty, on a slice carved from the training split, never the eval split) has not
-    # improved for `early_stopping_patience` checks; the best weights are kept. It is checked
-    # after every pass over the data, or every `validation_interval` examples when a pass is
-    # longer (ml-1m: about 3 checks a pass), so that patience costs a bounded number of examples
-    # whatever the dataset's size. `epochs`: the most passes.
-    epochs: int = 3
-    validation_interval: int = 250_000
-    validation_fraction: float = 0.1
-    # "random": the validation slice is a hash-chosen `validation_fraction` of the training
-    # ratings; "time": their latest `validation_fraction` (the time split protocol's rule).
-    validation_split: str = "random"
-    early_stopping_patience: int = 2
-    # The learning rate is multiplied by `learning_rate_drop` each time the validation loss has
-    # not improved for `learning_rate_patience` checks (1.0: constant).
-    learning_rate_drop: float = 1.0
-    learning_rate_patience: int = 1
-    seed: int = 42
-    top_k: int = 10
-
-    @classmethod
-    def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "ModelConfig":
-        """Reads the Trainer's custom_config[CUSTOM_CONFIG_KEY] (other keys belong to TFX's
-        executors, e.g. Vertex AI Training's)."""
-        values = dict((custom_config or {}).get(CUSTOM_CONFIG_KEY, {}))
-        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"Unknown model hyperparameters: {sorted(unknown)}.")
-        for name in ("rating_hidden_units", "history_time_boundaries"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
 
 
 def _regularizer(config: ModelConfig):

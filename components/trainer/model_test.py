@@ -11,6 +11,18 @@ from components.trainer.histories import UserHistories
 NUM_USERS, NUM_MOVIES = 20, 30
 
 
+# The TFRS tutorial's model (no history terms, in-batch negatives, adagrad): each test turns on
+# what it checks.
+TUTORIAL_MODEL = dict(rating_dropout=0.0, retrieval_negatives="in_batch", user_history=False,
+                      history_time_boundaries=(), rating_history=False, l2_regularization=0.0,
+                      optimizer="adagrad", learning_rate=0.1, batch_size=4096, epochs=3,
+                      learning_rate_drop=1.0)
+
+
+def _config(**fields):
+    return model_lib.ModelConfig(**{**TUTORIAL_MODEL, **fields})
+
+
 def _catalogue_genres():
     genres = np.zeros((NUM_MOVIES, features.NUM_GENRES), dtype="float32")
     genres[np.arange(NUM_MOVIES), np.arange(NUM_MOVIES) % 3] = 1.0
@@ -50,7 +62,7 @@ def _vectors(tower, users, times, left_out=None):
 
 
 def test_towers_share_embedding_size_and_rating_is_a_scalar_per_example():
-    model = _build(model_lib.ModelConfig(embedding_dim=8))
+    model = _build(_config(embedding_dim=8))
     batch = next(iter(_dataset()))
     user, movie, rating = model(batch)
     # The towers append a bias slot to the embedding: a constant 1 for users, a bias for movies.
@@ -59,8 +71,8 @@ def test_towers_share_embedding_size_and_rating_is_a_scalar_per_example():
 
 
 def test_joint_training_learns_both_tasks():
-    config = model_lib.ModelConfig(embedding_dim=8, optimizer="adam", learning_rate=0.05,
-                                   epochs=1)
+    config = _config(embedding_dim=8, optimizer="adam", learning_rate=0.05,
+                     epochs=1)
     model = _build(config)
     before = model.evaluate(_dataset(1), return_dict=True, verbose=0)
     model.fit(_dataset(), epochs=15, verbose=0)
@@ -73,8 +85,8 @@ def test_loss_weights_scale_each_task():
     batch = next(iter(_dataset()))
 
     def loss(retrieval_weight, rating_weight):
-        config = model_lib.ModelConfig(embedding_dim=8, retrieval_weight=retrieval_weight,
-                                       rating_weight=rating_weight)
+        config = _config(embedding_dim=8, retrieval_weight=retrieval_weight,
+                         rating_weight=rating_weight)
         return float(_build(config).compute_loss(batch))
 
     retrieval_only, rating_only, both = loss(1.0, 0.0), loss(0.0, 1.0), loss(1.0, 1.0)
@@ -87,17 +99,17 @@ def test_config_rejects_unknown_hyperparameters_and_optimizers():
     with pytest.raises(ValueError, match="embeding_dim"):
         model_lib.ModelConfig.from_custom_config({"model": {"embeding_dim": 3}})
     config = model_lib.ModelConfig.from_custom_config(
-        {"model": {"rating_hidden_units": [8], "optimizer": "sgd"},
+        {"model": {**TUTORIAL_MODEL, "rating_hidden_units": [8], "optimizer": "sgd"},
          "ai_platform_enable_vertex": True})
     assert config.rating_hidden_units == (8,)
     with pytest.raises(ValueError, match="'sgd'"):
         _build(config)
     with pytest.raises(ValueError, match="recent_history_size must be at least 1"):
-        _build(model_lib.ModelConfig(recent_history_size=0))
+        _build(_config(recent_history_size=0))
 
 
 def test_taste_term_is_the_history_mean_without_the_training_target():
-    config = model_lib.ModelConfig(embedding_dim=4, user_history=True)
+    config = _config(embedding_dim=4, user_history=True)
     history = _histories([0, 0, 2], [0, 1, 2], [10, 20, 30], num_users=2)
     tower = model_lib.UserTower(num_users=2, num_movies=3, config=config, history=history)
     serving, _ = _vectors(tower, [0, 1], [99, 99])
@@ -113,7 +125,7 @@ def test_taste_term_is_the_history_mean_without_the_training_target():
 
 
 def test_taste_term_of_a_long_history_averages_a_spread_bounded_sample():
-    config = model_lib.ModelConfig(embedding_dim=4, user_history=True, taste_history_size=3)
+    config = _config(embedding_dim=4, user_history=True, taste_history_size=3)
     history = _histories([0] * 6, [0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6], num_users=1)
     tower = model_lib.UserTower(num_users=1, num_movies=6, config=config, history=history)
     positions, valid = tower.history.spread(tf.constant([0, 1], tf.int64), 3)
@@ -127,16 +139,16 @@ def test_taste_term_of_a_long_history_averages_a_spread_bounded_sample():
 
 def test_histories_need_their_config():
     with pytest.raises(ValueError, match="histories"):
-        _build(model_lib.ModelConfig(user_history=True))
+        _build(_config(user_history=True))
     with pytest.raises(ValueError, match="history_time_boundaries needs user_history"):
-        _build(model_lib.ModelConfig(history_time_boundaries=(60,)))
+        _build(_config(history_time_boundaries=(60,)))
     with pytest.raises(ValueError, match="rating_history needs user_history"):
-        _build(model_lib.ModelConfig(rating_history=True))
+        _build(_config(rating_history=True))
 
 
 def test_session_term_weighs_the_latest_earlier_ratings_by_time_to_the_request():
-    config = model_lib.ModelConfig(embedding_dim=4, user_history=True,
-                                   history_time_boundaries=(60, 3_600), recent_history_size=2)
+    config = _config(embedding_dim=4, user_history=True,
+                     history_time_boundaries=(60, 3_600), recent_history_size=2)
     # User 0 rated movie 0 at t=1000 and movies 1, 2 a day later.
     history = _histories([0, 0, 0], [0, 1, 2], [1_000, 87_400, 87_430], num_users=1)
     tower = model_lib.UserTower(num_users=1, num_movies=3, config=config, history=history)
@@ -180,8 +192,8 @@ def test_rating_task_sees_no_session_term():
     batch = {features.USER_INDEX: tf.constant([0], tf.int64),
              features.MOVIE_INDEX: tf.constant([2], tf.int64),
              features.TIMESTAMP: tf.constant([10], tf.int64)}
-    config = model_lib.ModelConfig(embedding_dim=4, user_history=True,
-                                   history_time_boundaries=(60,))
+    config = _config(embedding_dim=4, user_history=True,
+                     history_time_boundaries=(60,))
     model = _build(config, user_histories=histories)
     user, movie, rating = model(batch)
     tower = model.user_tower
@@ -193,8 +205,8 @@ def test_rating_task_sees_no_session_term():
 
 
 def test_rated_term_scales_the_earlier_history_by_the_ratings_for_the_rating_task_only():
-    config = model_lib.ModelConfig(embedding_dim=4, user_history=True, rating_history=True,
-                                   history_time_boundaries=(60,))
+    config = _config(embedding_dim=4, user_history=True, rating_history=True,
+                     history_time_boundaries=(60,))
     # User 0 rated movie 0 (5 stars) at t=1000, movie 1 (1 star) at t=1030, movie 2 (3 stars)
     # at t=5000: the mean rating is 3.
     history = _histories([0, 0, 0], [0, 1, 2], [1_000, 1_030, 5_000], [5.0, 1.0, 3.0],
@@ -228,8 +240,8 @@ def test_rated_term_scales_the_earlier_history_by_the_ratings_for_the_rating_tas
 
 
 def test_catalogue_negatives_are_an_exact_softmax_over_every_movie():
-    config = model_lib.ModelConfig(embedding_dim=8, retrieval_negatives="catalogue",
-                                   rating_weight=0.0)
+    config = _config(embedding_dim=8, retrieval_negatives="catalogue",
+                     rating_weight=0.0)
     model = _build(config)
     batch = next(iter(_dataset()))
     user, _, _ = model(batch)
@@ -242,8 +254,8 @@ def test_catalogue_negatives_are_an_exact_softmax_over_every_movie():
 
 
 def test_a_catalogue_above_the_softmax_size_is_sampled_with_the_full_softmax_as_expectation():
-    config = model_lib.ModelConfig(embedding_dim=4, retrieval_negatives="catalogue",
-                                   rating_weight=0.0, catalogue_softmax_size=10)
+    config = _config(embedding_dim=4, retrieval_negatives="catalogue",
+                     rating_weight=0.0, catalogue_softmax_size=10)
     model = _build(config)
     assert model.sample_catalogue
     batch = next(iter(_dataset()))
@@ -257,15 +269,15 @@ def test_a_catalogue_above_the_softmax_size_is_sampled_with_the_full_softmax_as_
               for _ in range(5)]
     assert all(loss == pytest.approx(math.log(NUM_MOVIES), rel=1e-5) for loss in losses)
     with pytest.raises(ValueError, match="exclude_rated_negatives needs a catalogue"):
-        _build(model_lib.ModelConfig(retrieval_negatives="catalogue", user_history=True,
-                                     exclude_rated_negatives=True, catalogue_softmax_size=10),
-               user_histories=_histories([0], [1], [1]))
+        _build(_config(retrieval_negatives="catalogue", user_history=True,
+                       exclude_rated_negatives=True, catalogue_softmax_size=10),
+ user_histories=_histories([0], [1], [1]))
 
 
 def test_excluding_rated_negatives_masks_the_users_other_movies_only():
-    config = model_lib.ModelConfig(embedding_dim=4, retrieval_negatives="catalogue",
-                                   exclude_rated_negatives=True, user_history=True,
-                                   rating_weight=0.0)
+    config = _config(embedding_dim=4, retrieval_negatives="catalogue",
+                     exclude_rated_negatives=True, user_history=True,
+                     rating_weight=0.0)
     histories = _histories([0, 0, 0], [0, 1, 2], [1, 2, 3], [5.0, 4.0, 3.0])  # user 0: 0-2
     model = _build(config, user_histories=histories)
     batch = {features.USER_INDEX: tf.constant([0, 1], tf.int64),
@@ -285,13 +297,13 @@ def test_excluding_rated_negatives_masks_the_users_other_movies_only():
 
 def test_retrieval_negatives_are_checked():
     with pytest.raises(ValueError, match="'everything'"):
-        _build(model_lib.ModelConfig(retrieval_negatives="everything"))
+        _build(_config(retrieval_negatives="everything"))
     with pytest.raises(ValueError, match="exclude_rated_negatives needs"):
-        _build(model_lib.ModelConfig(exclude_rated_negatives=True))
+        _build(_config(exclude_rated_negatives=True))
 
 
 def test_rating_dropout_is_active_in_training_only():
-    config = model_lib.ModelConfig(embedding_dim=8, rating_dropout=0.5)
+    config = _config(embedding_dim=8, rating_dropout=0.5)
     head = model_lib.build_rating_head(config)
     user, movie = tf.ones((4, 9)), tf.ones((4, 9))
     assert np.allclose(head([user, movie]), head([user, movie]))
@@ -299,7 +311,7 @@ def test_rating_dropout_is_active_in_training_only():
 
 
 def test_demographic_embeddings_add_to_the_user_vector():
-    config = model_lib.ModelConfig(embedding_dim=4, user_demographics=True)
+    config = _config(embedding_dim=4, user_demographics=True)
     table = np.array([[1, 3, 4], [0, 0, 0], [2, 7, 22]])  # the last row: all unknown
     model = _build(config, num_users=2, num_movies=3, user_demographics=table)
     tower = model.user_tower
@@ -314,8 +326,8 @@ def test_demographic_embeddings_add_to_the_user_vector():
 
 def test_learnt_time_weights_report_each_timed_term_at_its_bucket_boundaries():
     history = _histories([0], [0], [10], [4.0], num_users=0)
-    config = model_lib.ModelConfig(embedding_dim=4, user_history=True, rating_history=True,
-                                   history_time_boundaries=(60,))
+    config = _config(embedding_dim=4, user_history=True, rating_history=True,
+                     history_time_boundaries=(60,))
     tower = model_lib.UserTower(num_users=0, num_movies=1, config=config, history=history)
     tower.rated_time_weights.log_weights.build(None)
     tower.rated_time_weights.log_weights.set_weights([np.log([[4.0], [1.0]])])
@@ -323,7 +335,7 @@ def test_learnt_time_weights_report_each_timed_term_at_its_bucket_boundaries():
     assert list(weights) == ["session", "rated"]
     np.testing.assert_allclose(weights["session"], [1.0, 1.0])  # initialised uniform
     np.testing.assert_allclose(weights["rated"], [4.0, 1.0], rtol=1e-6)
-    untimed = model_lib.ModelConfig(embedding_dim=4, user_history=True)
+    untimed = _config(embedding_dim=4, user_history=True)
     assert model_lib.UserTower(0, 1, untimed, history).learnt_time_weights() == {}
 
 

@@ -1,6 +1,8 @@
 """The served signatures' contract, on a tiny untrained model saved and loaded as the Pusher's:
 shapes (empty batches included), unknown users and titles, extreme request times, bad inputs."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -36,8 +38,7 @@ def _build_module(analyze_ratings, ratings: list[dict], titles: list[bytes]):
     catalogue_titles = np.array(titles, dtype=object)
     catalogue_genres = tf.ragged.constant([[i % 3] for i in range(len(catalogue_titles))],
                                           dtype=tf.int64)
-    config = model_lib.ModelConfig.from_custom_config({model_lib.CUSTOM_CONFIG_KEY: {
-        **configs.HYPERPARAMETERS, "embedding_dim": 8, "top_k": TOP_K}})
+    config = dataclasses.replace(configs.MODEL, embedding_dim=8, top_k=TOP_K)
     assert config.user_history and config.history_time_boundaries and config.rating_history
     recommender = model_lib.build_model(
         len(users), len(movies), config,

@@ -16,6 +16,7 @@ import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import features
+from components.trainer import config as config_lib
 from components.trainer import histories as histories_lib
 from components.trainer import model as model_lib
 from components.trainer import serving
@@ -61,7 +62,7 @@ def is_validation(records: tf.Tensor, fraction: float) -> tf.Tensor:
 
 def model_inputs(records: tf.data.Dataset, tf_transform_output: tft.TFTransformOutput,
                  validation_fraction: float = 0.0,
-                 validation_split: str = "random") -> dict[str, np.ndarray]:
+                 validation_split: str = config_lib.RANDOM_VALIDATION) -> dict[str, np.ndarray]:
     """Raw examples parsed and put through Transform's graph in large batches, as numpy
     columns: MODEL_INPUTS, the demographics where the dataset has them, the raw timestamp
     (the request time: nothing for Transform to learn from it), and VALIDATION (by the rating's
@@ -91,10 +92,11 @@ def model_inputs(records: tf.data.Dataset, tf_transform_output: tft.TFTransformO
     if not batches:
         return {}
     columns = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
-    if validation_split == "time":
+    if validation_split == config_lib.TIME_VALIDATION:
         columns[VALIDATION] = latest_fraction(columns[features.TIMESTAMP], validation_fraction)
-    elif validation_split != "random":
-        raise ValueError(f"validation_split must be 'random' or 'time', got {validation_split!r}.")
+    elif validation_split != config_lib.RANDOM_VALIDATION:
+        raise ValueError(f"validation_split must be {config_lib.RANDOM_VALIDATION!r} or "
+                         f"{config_lib.TIME_VALIDATION!r}, got {validation_split!r}.")
     order = np.lexsort([columns[name] for name in (
         features.RATING_LABEL, features.MOVIE_INDEX, features.TIMESTAMP, features.USER_INDEX)])
     return {name: column[order] for name, column in columns.items()}
@@ -189,7 +191,7 @@ def genres_by_movie_index(tf_transform_output: tft.TFTransformOutput,
 
 
 def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTransformOutput,
-                 config: model_lib.ModelConfig, log_dir: str | None = None,
+                 config: config_lib.ModelConfig, log_dir: str | None = None,
                  serve_validation_ratings: bool = True) -> serving.RecommenderModule:
     """Trains the model on the given raw training examples; returns the serving module.
 
@@ -265,6 +267,6 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
 
 def run_fn(fn_args: FnArgs) -> None:
     module = train_module(fn_args.train_files, tft.TFTransformOutput(fn_args.transform_output),
-                          model_lib.ModelConfig.from_custom_config(fn_args.custom_config),
+                          config_lib.ModelConfig.from_custom_config(fn_args.custom_config),
                           log_dir=fn_args.model_run_dir)
     module.save(fn_args.serving_model_dir)

@@ -1,0 +1,114 @@
+"""The model's and its training's settings, in one dataclass whose defaults are the adopted model.
+
+How each default was chosen, on the validation slice only: benchmarks/results/tuning.md. Free
+of TensorFlow, so that pipeline/configs.py and the runners read it without importing the stack.
+The Trainer receives every field in its custom_config (`as_custom_config`), so ML Metadata
+records the whole model of a run, not only what differed from the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+CUSTOM_CONFIG_KEY = "model"
+
+RANDOM_VALIDATION, TIME_VALIDATION = "random", "time"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Every hyperparameter of the model (components/trainer/model.py) and its training."""
+
+    embedding_dim: int = 64
+    rating_hidden_units: tuple[int, ...] = (256, 64)
+    # Dropout after each hidden layer of the rating MLP (the rating task overfits long before
+    # the retrieval task stops improving).
+    rating_dropout: float = 0.5
+    retrieval_weight: float = 1.0
+    rating_weight: float = 1.0
+    # Retrieval softmax temperature.
+    temperature: float = 1.0
+    # "catalogue": every movie of the vocabulary is a negative (an exact softmax, cheap at
+    # MovieLens catalogue sizes); "in_batch": the other movies of the batch are (TFRS's
+    # default), with the logQ correction if `sampling_bias_correction` (in-batch negatives
+    # sample popular movies more often and so push them down).
+    retrieval_negatives: str = "catalogue"
+    sampling_bias_correction: bool = True
+    # Catalogue negatives over a catalogue larger than this: a uniform sample of this many
+    # titles per batch (shared by its examples), so a step's cost stops growing with the
+    # catalogue (ml-1m has 3.7k titles, ml-25m 59k); the sampled softmax's correction keeps the
+    # loss an estimate of the full one.
+    catalogue_softmax_size: int = 2048
+    # With catalogue negatives: the other movies the user rated in training are not negatives
+    # (they are positives of other examples); needs user_history.
+    exclude_rated_negatives: bool = False
+    # The user vector adds the mean embedding of the titles the user rated in training
+    # (SVD++'s implicit feedback); each training example leaves its own title out. Users with
+    # more than `taste_history_size` ratings: that many of them, spread evenly over the history.
+    user_history: bool = True
+    taste_history_size: int = 128
+    # The session and rated terms read the user's `recent_history_size` latest ratings before
+    # the request: a bounded window keeps the cost per example flat as histories grow (on
+    # ml-100k the 10 minutes before a rating hold 24 earlier ratings on average, 64 at p95).
+    recent_history_size: int = 64
+    # With user_history: the retrieval vector also adds the session term, a weighted mean of
+    # the recent ratings' "session" embeddings, each weight learnt per bucket of the time
+    # between its rating and the request (bucket upper ends in seconds: 1 min, 10 min, 1 h,
+    # 6 h, 1 day, 3 days, 1 week, 30 days, 90 days), so the titles rated in the same session,
+    # just before the request, can dominate it. Only ratings made before the request count: a
+    # live system has no later ones. Without a request time (the user-id-only serving
+    # signatures) the mean is uniform. () leaves the session term out.
+    history_time_boundaries: tuple[float, ...] = (60, 600, 3_600, 21_600, 86_400, 259_200,
+                                                  604_800, 2_592_000, 7_776_000)
+    # With user_history: the rating vector adds the rated term, a weighted mean of the recent
+    # ratings' "rated" embeddings, each scaled by how far the user's rating sits from the
+    # training mean (Koren's explicit neighbourhood term), weighted by time buckets of its own
+    # (uniform without history_time_boundaries), again over the earlier ratings only.
+    rating_history: bool = True
+    # Add embeddings of the user's gender, age bucket and occupation to the user vector, where
+    # the dataset has them (MovieLens 100k and 1m).
+    user_demographics: bool = False
+    l2_regularization: float = 1e-4
+    optimizer: str = "adam"  # or "adagrad" (the TFRS tutorials')
+    learning_rate: float = 0.01
+    batch_size: int = 1024
+    # Training stops when the validation loss (both tasks' weighted loss, without the L2
+    # penalty, on a slice carved from the training split, never the eval split) has not
+    # improved for `early_stopping_patience` checks; the best weights are kept. It is checked
+    # after every pass over the data, or every `validation_interval` examples when a pass is
+    # longer (ml-1m: about 3 checks a pass), so that patience costs a bounded number of examples
+    # whatever the dataset's size. `epochs`: the most passes.
+    epochs: int = 30
+    validation_interval: int = 250_000
+    validation_fraction: float = 0.1
+    # RANDOM_VALIDATION: the validation slice is a hash-chosen `validation_fraction` of the
+    # training ratings; TIME_VALIDATION: their latest `validation_fraction` (the time split
+    # protocol's rule).
+    validation_split: str = RANDOM_VALIDATION
+    early_stopping_patience: int = 2
+    # The learning rate is multiplied by `learning_rate_drop` each time the validation loss has
+    # not improved for `learning_rate_patience` checks (1.0: constant).
+    learning_rate_drop: float = 0.3
+    learning_rate_patience: int = 1
+    seed: int = 42
+    # How many titles the serving signatures return.
+    top_k: int = 10
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "ModelConfig":
+        """Reads the Trainer's custom_config[CUSTOM_CONFIG_KEY] (other keys belong to TFX's
+        executors, e.g. Vertex AI Training's); fields it leaves out keep their defaults."""
+        values = dict((custom_config or {}).get(CUSTOM_CONFIG_KEY, {}))
+        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"Unknown model hyperparameters: {sorted(unknown)}.")
+        for name in ("rating_hidden_units", "history_time_boundaries"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+    def as_custom_config(self) -> dict:
+        """Every field, JSON-ready (tuples as lists), for the Trainer's custom_config."""
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in dataclasses.asdict(self).items()}
