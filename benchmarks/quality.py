@@ -23,13 +23,15 @@ import tensorflow as tf
 
 from benchmarks import peers, seed_tutorial
 from benchmarks.ranking import KS, Ratings, per_user, rmse, top_k_accuracy
+from components import evaluation_contract as contract
 from components import features, stack
 from components.trainer import serving
 from pipeline import configs, metadata
 
 ROOT = Path(__file__).resolve().parent.parent
-COLUMNS = [f"top_{k}_accuracy" for k in KS] + ["top_10_accuracy_unrated",
-                                               "top_100_accuracy_unrated", "rmse"]
+COLUMNS = [contract.top_k_accuracy_output(k) for k in KS] + [
+    contract.top_k_accuracy_output(10, unrated=True),
+    contract.top_k_accuracy_output(100, unrated=True), "rmse"]
 
 
 def pipeline_root(protocol: str) -> str:
@@ -229,7 +231,7 @@ def score_every_model(run: dict, data: Ratings, peer_names: list[str] | None = N
     rows = [
         {"model": "this pipeline (its Evaluator)", "train_seconds": trainer_seconds,
          **{k: v for k, v in run["metrics"].items() if k in COLUMNS},
-         "rmse": run["metrics"]["root_mean_squared_error"]},
+         "rmse": run["metrics"][contract.RMSE_METRIC]},
         evaluate("this pipeline (benchmark metric code)",
                  lambda d: pipeline_model(run["model"], d, at_request_time=True), data,
                  trainer_seconds),

@@ -13,9 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-from components import features
+from components import evaluation_contract as contract
 
-KS = features.EVALUATION_KS  # the pipeline Evaluator's
+KS = contract.KS  # the pipeline Evaluator's
 
 
 @dataclasses.dataclass

@@ -24,14 +24,15 @@ import local_runner  # noqa: F401  (first: sets up the TF stack)
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from components import evaluation_contract as contract
 from components import features
 from components.trainer.config import CUSTOM_CONFIG_KEY, ModelConfig
 from components.trainer import train
 from pipeline import configs, metadata
 
 ROOT = Path(__file__).resolve().parent.parent
-COLUMNS = ("rmse", "top_1_accuracy", "top_10_accuracy", "top_50_accuracy", "top_100_accuracy",
-           "top_10_accuracy_unrated")
+COLUMNS = ("rmse", *(contract.top_k_accuracy_output(k) for k in (1, 10, 50, 100)),
+           contract.top_k_accuracy_output(10, unrated=True))
 
 
 def latest_inputs(pipeline_dir: str) -> tuple[str, str]:
@@ -57,7 +58,7 @@ def validation_metrics(overrides: dict, train_pattern: str, transform_graph: str
             sums[name] = sums.get(name, 0.0) + float(tf.reduce_sum(values))
         count += int(batch.shape[0])
     metrics = {name: total / count for name, total in sums.items()}
-    metrics["rmse"] = metrics.pop("squared_error") ** 0.5
+    metrics["rmse"] = metrics.pop(contract.SQUARED_ERROR_OUTPUT) ** 0.5
     # The whole model, so that a row can be re-run after the defaults have moved on.
     return {"overrides": overrides, "config": config.as_custom_config(),
             "train_seconds": round(seconds),

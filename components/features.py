@@ -43,16 +43,3 @@ USER_DEMOGRAPHICS = "user_demographics"
 # Vocabulary file names written by Transform.
 USER_VOCABULARY = "user_id"
 MOVIE_VOCABULARY = "movie_title"
-
-# The per-example outputs of the exported `evaluation` signature (components/trainer/serving.py),
-# which the Evaluator's metric averages (components/evaluator/metrics.py).
-EVALUATION_KS = (1, 5, 10, 50, 100)
-SCANN_RECALL_K = 10
-SCANN_RECALL_OUTPUT = f"scann_recall_at_{SCANN_RECALL_K}"
-SQUARED_ERROR_OUTPUT = "squared_error"
-
-
-def top_k_accuracy_output(k: int, unrated: bool = False) -> str:
-    """`top_K_accuracy`: the held-out title is among the K best-scored; `_unrated`: among the
-    K best of the titles the user did not rate in training."""
-    return f"top_{k}_accuracy{'_unrated' if unrated else ''}"

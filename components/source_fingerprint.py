@@ -12,7 +12,7 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
-SHARED_MODULES = ("components.features", "components.stack")
+SHARED_MODULES = ("components.features", "components.evaluation_contract", "components.stack")
 
 
 def _source_files(module: str) -> list[Path]:

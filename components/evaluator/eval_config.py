@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from tensorflow_model_analysis.proto import config_pb2
 
+from components import evaluation_contract as contract
 from components.evaluator import metrics
 
-EVALUATION_SIGNATURE = "evaluation"
-HEADLINE_ACCURACY = "top_100_accuracy"
 
 
 def _threshold(lower: float | None = None, upper: float | None = None,
@@ -42,10 +41,10 @@ def build_eval_config(min_top_100_accuracy: float, max_rmse: float,
                                          module=metrics.__name__)],
         # Keyed by name: one metric computes them all.
         thresholds={
-            HEADLINE_ACCURACY: _threshold(lower=min_top_100_accuracy,
+            contract.HEADLINE_ACCURACY: _threshold(lower=min_top_100_accuracy,
                                           change=max_top_100_accuracy_drop),
-            metrics.RMSE_METRIC: _threshold(upper=max_rmse, change=max_rmse_increase,
+            contract.RMSE_METRIC: _threshold(upper=max_rmse, change=max_rmse_increase,
                                     higher_is_better=False)})
     return config_pb2.EvalConfig(
-        model_specs=[config_pb2.ModelSpec(signature_name=EVALUATION_SIGNATURE)],
+        model_specs=[config_pb2.ModelSpec(signature_name=contract.EVALUATION_SIGNATURE)],
         metrics_specs=[metrics_spec], slicing_specs=[config_pb2.SlicingSpec()])

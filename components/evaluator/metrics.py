@@ -14,15 +14,7 @@ import apache_beam as beam
 import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
-from components import features
-
-# Per-example outputs of the `evaluation` signature that are reported as their mean.
-AVERAGED_OUTPUTS = tuple(
-    [features.top_k_accuracy_output(k, unrated) for unrated in (False, True)
-     for k in features.EVALUATION_KS] + [features.SCANN_RECALL_OUTPUT])
-RMSE_METRIC = "root_mean_squared_error"
-EXAMPLE_COUNT_METRIC = "example_count"
-METRIC_NAMES = (*AVERAGED_OUTPUTS, RMSE_METRIC, EXAMPLE_COUNT_METRIC)
+from components.evaluation_contract import AVERAGED_OUTPUTS, METRIC_NAMES, SQUARED_ERROR_OUTPUT
 
 
 class EvaluationMeans(metric_types.Metric):
@@ -49,7 +41,7 @@ def _evaluation_means(name: str, model_names: list[str] | None = None
 class _MeansCombiner(beam.CombineFn):
     """Accumulates [sum of each AVERAGED_OUTPUTS output, sum of squared errors, count]."""
 
-    _SUMMED = (*AVERAGED_OUTPUTS, features.SQUARED_ERROR_OUTPUT)
+    _SUMMED = (*AVERAGED_OUTPUTS, SQUARED_ERROR_OUTPUT)
 
     def __init__(self, model_name: str, keys: list[metric_types.MetricKey]):
         self._model_name = model_name

@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 from tensorflow_model_analysis.metrics import metric_types
 
-from components import features
+from components import evaluation_contract as contract
 from components.evaluator import metrics
 
 
 def _outputs(value: float, squared_error: float) -> dict[str, np.ndarray]:
-    outputs = {name: np.array([value], np.float32) for name in metrics.AVERAGED_OUTPUTS}
-    outputs[features.SQUARED_ERROR_OUTPUT] = np.array([squared_error], np.float32)
+    outputs = {name: np.array([value], np.float32) for name in contract.AVERAGED_OUTPUTS}
+    outputs[contract.SQUARED_ERROR_OUTPUT] = np.array([squared_error], np.float32)
     return outputs
 
 
@@ -28,7 +28,7 @@ def test_means_rmse_and_count_over_all_examples():
     elements = [metric_types.StandardMetricInputs(predictions=_outputs(value, error))
                 for value, error in [(1.0, 1.0), (0.0, 4.0), (1.0, 0.0), (0.0, 3.0)]]
     results = _results(computation.combiner, elements, split_at=1)
-    for name in metrics.AVERAGED_OUTPUTS:
+    for name in contract.AVERAGED_OUTPUTS:
         assert results[name] == pytest.approx(0.5)
     assert results["root_mean_squared_error"] == pytest.approx(np.sqrt(2.0))
     assert results["example_count"] == 4

@@ -53,6 +53,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 
+from components import evaluation_contract as contract
 from components import features, stack
 from components.trainer import model as model_lib
 
@@ -187,7 +188,7 @@ class RecommenderModule(tf.Module):
         self.scann_max_k = tf.constant(
             scann_parameters(num_candidates)["num_reordering_candidates"], tf.int64)
         self.scann = scann_index(self.movie_embeddings[:num_candidates],
-                                 k=max(top_k, features.SCANN_RECALL_K))
+                                 k=max(top_k, contract.SCANN_RECALL_K))
 
     def _vectors_of_every_user(self, num_rows: int, chunk: int = 4_096
                                ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -413,7 +414,7 @@ class RecommenderModule(tf.Module):
         scores = self._exact_scores(user_embedding)
         num_candidates = tf.shape(scores, out_type=tf.int64)[1]
         held_out_score = tf.gather(scores, tf.minimum(rows, num_candidates - 1), batch_dims=1)
-        exact_k = tf.minimum(features.SCANN_RECALL_K, tf.shape(scores)[1])
+        exact_k = tf.minimum(contract.SCANN_RECALL_K, tf.shape(scores)[1])
         # A title outside the catalogue can never be retrieved: it ranks last.
         better = (scores > held_out_score[:, None]) | (rows >= num_candidates)[:, None]
         rank = tf.reduce_sum(tf.cast(better, tf.int64), axis=1)
@@ -422,19 +423,19 @@ class RecommenderModule(tf.Module):
 
         rating = self.rating_head([rating_vector, tf.gather(self.movie_embeddings, rows)])
         label = tf.reshape(raw[features.RATING], [-1])
-        _, scann_rows = self.scann(user_embedding, k=features.SCANN_RECALL_K)
+        _, scann_rows = self.scann(user_embedding, k=contract.SCANN_RECALL_K)
         _, exact_rows = tf.math.top_k(scores, k=exact_k)
         overlap = tf.reduce_sum(tf.cast(tf.equal(
             tf.cast(scann_rows, tf.int64)[:, :, None], tf.cast(exact_rows, tf.int64)[:, None, :]),
             tf.float32), axis=[1, 2])
         outputs = {
             "rating": rating,
-            features.SQUARED_ERROR_OUTPUT: tf.square(rating - label),
-            features.SCANN_RECALL_OUTPUT: overlap / tf.cast(tf.shape(exact_rows)[1], tf.float32),
+            contract.SQUARED_ERROR_OUTPUT: tf.square(rating - label),
+            contract.SCANN_RECALL_OUTPUT: overlap / tf.cast(tf.shape(exact_rows)[1], tf.float32),
         }
-        for k in features.EVALUATION_KS:
-            outputs[features.top_k_accuracy_output(k)] = tf.cast(rank < k, tf.float32)
-            outputs[features.top_k_accuracy_output(k, unrated=True)] = tf.cast(
+        for k in contract.KS:
+            outputs[contract.top_k_accuracy_output(k)] = tf.cast(rank < k, tf.float32)
+            outputs[contract.top_k_accuracy_output(k, unrated=True)] = tf.cast(
                 rank_unrated < k, tf.float32)
         return outputs
 
@@ -453,7 +454,7 @@ class RecommenderModule(tf.Module):
             "catalogue_scores_at_time": self.score_catalogue_at_time.get_concrete_function(),
             "catalogue_scores_with_recent":
                 self.score_catalogue_with_recent.get_concrete_function(),
-            "evaluation": self.evaluate.get_concrete_function(),
+            contract.EVALUATION_SIGNATURE: self.evaluate.get_concrete_function(),
         }
         options = tf.saved_model.SaveOptions(
             namespace_whitelist=list(stack.SCANN_SAVE_OPTIONS_NAMESPACES))
