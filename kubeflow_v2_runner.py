@@ -17,12 +17,10 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from pipeline import configs  # first: sets up the TF stack (without importing it)
-
 import schemas
 from components import stack
 from components.example_gen import tfds_source
-from pipeline import runner_args
+from pipeline import configs, runner_args
 
 if TYPE_CHECKING:
     from tfx.orchestration.pipeline import Pipeline

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING
 
 from absl import logging as absl_logging
 
-from pipeline import configs  # first: sets up the TF stack (without importing it)
 from components.example_gen import splits, tfds_source
-from pipeline import run_guard, runner_args
+from pipeline import configs, run_guard, runner_args
 
 if TYPE_CHECKING:
     from tfx.orchestration.pipeline import Pipeline
@@ -188,8 +187,9 @@ def summary(metadata_path: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the pipeline; the caller holds the output directory's run lock."""
-    from components import stack
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from components import stack
 
     metadata_path = os.path.join(args.output_dir, "metadata.sqlite")
     for dead in run_guard.abandon_dead_executions(metadata_path, os.path.abspath(args.output_dir)):

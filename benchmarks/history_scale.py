@@ -32,7 +32,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shape", default="ml-25m", choices=["ml-100k", "ml-1m", "ml-25m"])
     args = parser.parse_args(argv)
 
-    from components import stack  # noqa: F401  (Keras 2 flag before TensorFlow)
     import numpy as np
     import tensorflow as tf
 

@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import local_runner  # first: sets up the TF stack
 import numpy as np
 import tensorflow as tf
 
+import local_runner
 from benchmarks import peers, seed_tutorial
 from benchmarks.ranking import KS, Ratings, per_user, rmse, top_k_accuracy
 from components import evaluation_contract as contract

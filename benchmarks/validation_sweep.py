@@ -20,14 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-import local_runner  # noqa: F401  (first: sets up the TF stack)
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import evaluation_contract as contract
 from components import features
-from components.trainer.config import CUSTOM_CONFIG_KEY, ModelConfig
 from components.trainer import train
+from components.trainer.config import CUSTOM_CONFIG_KEY, ModelConfig
 from pipeline import configs, metadata
 
 ROOT = Path(__file__).resolve().parent.parent

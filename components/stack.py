@@ -1,6 +1,8 @@
 """The one place for the quirks of this TensorFlow / TFX / ScaNN stack.
 
-Imported by `components/__init__.py`, so anything of ours that touches TensorFlow goes through it.
+The Keras 2 flag is set when the interpreter starts, in `.venv` (scripts/setup_env.py) and in
+the image (Dockerfile); `components/__init__.py` imports this module so that it is set in other
+environments too, before any of our modules touches `tf.keras`.
 """
 
 import os

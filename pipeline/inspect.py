@@ -18,12 +18,10 @@ import os
 import sys
 from typing import Any
 
-from pipeline import metadata  # first: sets up the TF stack
-
 from ml_metadata.proto import metadata_store_pb2
 
 from components import stack
-from pipeline import run_guard
+from pipeline import metadata, run_guard
 
 ARTIFACT_STATES = {v: k for k, v in metadata_store_pb2.Artifact.State.items()}
 # Artifact properties worth showing in `artifacts` (the split's, among them).

@@ -3,8 +3,7 @@
 import os
 
 import tensorflow as tf
-from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2
-from tensorflow_model_analysis.proto import validation_result_pb2
+from tensorflow_model_analysis.proto import config_pb2, metrics_for_slice_pb2, validation_result_pb2
 
 from pipeline import metadata
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
+
 # TFX's own modules rather than `tfx.v1`, which also imports the Google Cloud clients (15 s)
 # that only a Vertex AI Training run needs.
 from tfx.components import Evaluator, Pusher, StatisticsGen, Trainer, Transform

@@ -31,6 +31,13 @@ UV = ROOT / ".tools" / f"uv-{UV_VERSION}" / "bin" / "uv"
 # uv's download cache stays inside the project too, unless the user points UV_CACHE_DIR elsewhere.
 UV_CACHE = ROOT / ".cache" / "uv"
 
+# Set in every interpreter of .venv at start-up (a .pth file's import line), as the Dockerfile's
+# ENV does in the image: TFRS 0.7 is built on Keras 2, so `tf.keras` must resolve to tf_keras,
+# and TensorFlow reads the flag when `tf.keras` is first touched. No module then depends on being
+# imported before TensorFlow. components/stack.py sets it too, for other environments.
+STACK_ENVIRONMENT = {"TF_USE_LEGACY_KERAS": "1"}
+STACK_PTH = VENV / "lib" / "python3.11" / "site-packages" / "movielens_recommender_stack.pth"
+
 REQUIRED_GLIBC = (2, 39)
 RUNTIME_SUITE = "trixie"
 RUNTIME_PACKAGES = ("libc6", "libstdc++6", "libgcc-s1")
@@ -187,9 +194,18 @@ def lock_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def write_stack_pth() -> None:
+    settings = "; ".join(f"os.environ.setdefault({name!r}, {value!r})"
+                         for name, value in STACK_ENVIRONMENT.items())
+    text = f"import os; {settings}\n"
+    if not STACK_PTH.exists() or STACK_PTH.read_text() != text:
+        STACK_PTH.write_text(text)
+
+
 def main() -> int:
     fingerprint = lock_fingerprint()
     if STAMP.exists() and STAMP.read_text() == fingerprint:
+        write_stack_pth()
         print("setup: .venv is up to date with uv.lock")
         return 0
     if sys.version_info[:2] != (3, 11):
@@ -211,6 +227,7 @@ def main() -> int:
         install_private_runtime()
         write_python_wrapper(base_python)
     run([str(uv), "sync", "--frozen", "--python", str(VENV / "bin" / "python")], env=uv_env)
+    write_stack_pth()
     STAMP.write_text(fingerprint)
     print("setup: .venv ready" + (" (private Debian 13 C runtime)" if private_runtime else ""))
     return 0

@@ -3,5 +3,3 @@
 Stock TF Serving (and Vertex AI's prebuilt TensorFlow containers) cannot load the pushed model:
 its ScaNN index uses ops they do not have. Run `python -m serving --help`.
 """
-
-from components import stack  # noqa: F401  (sets up the TF stack first)

@@ -13,7 +13,6 @@ from components import evaluation_contract as contract
 from components.evaluator import metrics
 
 
-
 def _threshold(lower: float | None = None, upper: float | None = None,
                change: float | None = None, higher_is_better: bool = True
                ) -> config_pb2.MetricThreshold:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_model_analysis as tfma
 import tensorflow_recommenders as tfrs
 from apache_beam.internal import pickler
 from tensorflow_model_analysis.proto import config_pb2
-import tensorflow_model_analysis as tfma
 
 from components import stack
 from components.evaluator import model_loading

@@ -21,10 +21,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from tfx import types
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
-from tfx.components.util import examples_utils
 
 from components import features
 from components.example_gen import splits, tfds_source

@@ -48,6 +48,7 @@ anyway, and the session and rated terms weigh the user's latest ratings uniforml
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -56,7 +57,6 @@ import tensorflow_transform as tft
 from components import evaluation_contract as contract
 from components import features, stack
 from components.trainer import model as model_lib
-
 
 
 def read_catalogue(file_pattern: str) -> tuple[np.ndarray, tf.RaggedTensor]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import time
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
+from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import features
