@@ -27,13 +27,14 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks import report
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SIZES = ("ml-100k", "ml-1m", "ml-25m")
 DATASETS = {"ml-100k": ("100k", "movielens/100k-ratings"), "ml-1m": ("1m", "movielens/1m-ratings"),
             "ml-25m": ("25m", "movielens/25m-ratings")}
 COMPONENTS = ("TfdsExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "Pusher")
-README_MARKERS = ("<!-- pipeline_speed:start -->", "<!-- pipeline_speed:end -->")
 TRAINER_LINE = re.compile(
     r"Trained on (\d+) examples \(([\d.]+) passes over (\d+)\) in ([\d.]+) s: (\d+) examples/s")
 
@@ -123,16 +124,6 @@ def measure(size: str, raw_dir: Path, work_dir: Path, limit_s: float) -> dict:
     return row
 
 
-def source_commit() -> str:
-    """The commit measured, marked `+changes` when the tree differs from it."""
-    def git(*arguments):
-        return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip()
-
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "components", "pipeline")
-    return git("rev-parse", "--short", "HEAD") + ("+changes" if dirty else "")
-
-
 # What a local_runner.py run imports once its flags are checked.
 RUN_IMPORTS = ("import local_runner, pipeline.pipeline, pipeline.runner_args\n"
                "from tfx.orchestration.local.local_dag_runner import LocalDagRunner")
@@ -190,7 +181,7 @@ def main(argv: list[str]) -> int:
                         help="only render the saved results into the Markdown and the README")
     args = parser.parse_args(argv)
     if args.report:
-        report(json.loads((RESULTS / "pipeline_speed.json").read_text()))
+        write_report(json.loads((RESULTS / "pipeline_speed.json").read_text()))
         return 0
     sizes = list(dict.fromkeys(args.sizes + (["ml-25m"] if args.with_ml_25m else [])))
     work_dir = Path(args.work_dir)
@@ -201,7 +192,7 @@ def main(argv: list[str]) -> int:
         limit = args.ml_25m_limit_s if size == "ml-25m" else 3 * 3600
         rows.append({**measure(size, raw_dir, work_dir, limit),
                      "data": "real" if size == "ml-100k" and args.raw_dir else "synthetic",
-                     "commit": source_commit(), "measured": time.strftime("%Y-%m-%d")})
+                     "commit": report.source_commit(), "measured": time.strftime("%Y-%m-%d")})
     saved = RESULTS / "pipeline_speed.json"
     kept = [row for row in (json.loads(saved.read_text())["rows"] if saved.exists() else [])
             if row["size"] not in sizes]
@@ -210,23 +201,18 @@ def main(argv: list[str]) -> int:
                "rows": sorted(kept + rows, key=lambda row: SIZES.index(row["size"]))}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pipeline_speed.json").write_text(json.dumps(results, indent=1))
-    report(results)
+    write_report(results)
     return 0
 
 
-def report(results: dict) -> None:
+def write_report(results: dict) -> None:
     """Prints the table and writes it to pipeline_speed.md and the README."""
     table = (f"Measured {results['measured']} on {results['machine']} by `make bench-speed` (each "
              "row at the commit it names); seconds per component from ML Metadata.\n\n"
              + markdown(results["rows"], results["imports_s"]))
     print("\n" + table)
     (RESULTS / "pipeline_speed.md").write_text(f"# Pipeline speed\n\n{table}\n")
-    readme = (ROOT / "README.md").read_text()
-    start, end = README_MARKERS
-    if start in readme and end in readme:
-        before, rest = readme.split(start, 1)
-        (ROOT / "README.md").write_text(
-            f"{before}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
+    report.put_in_readme("pipeline_speed", table)
 
 
 if __name__ == "__main__":

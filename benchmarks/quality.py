@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import local_runner
-from benchmarks import peers, seed_tutorial
+from benchmarks import peers, report, seed_tutorial
 from benchmarks.ranking import KS, Ratings, per_user, rmse, top_k_accuracy
 from components import evaluation_contract as contract
 from components import features, stack
@@ -29,6 +29,7 @@ from components.trainer import serving
 from pipeline import configs, metadata
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RESULTS_DIR = str(ROOT / "benchmarks" / "results")
 COLUMNS = [contract.top_k_accuracy_output(k) for k in KS] + [
     contract.top_k_accuracy_output(10, unrated=True),
     contract.top_k_accuracy_output(100, unrated=True), "rmse"]
@@ -271,7 +272,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--raw-dir", required=True, help="GroupLens ml-100k files")
     parser.add_argument("--output-dir", help="pipeline root (default: benchmarks/.pipeline_run, "
                                              "one per protocol)")
-    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR)
     parser.add_argument("--split", default=configs.SPLIT_PROTOCOL,
                         help="split protocol (local_runner.py --split); results of a protocol "
                              "other than random go to quality-<protocol>.{json,md}")
@@ -292,13 +293,19 @@ def main(argv: list[str]) -> int:
               "eval_ratings": int(len(data.eval_users)), "titles": int(data.shape[1]),
               "pipeline_seconds": round(run["seconds"]),
               "total_seconds": round(time.time() - started), "rows": rows}
+    result.update(measured=time.strftime("%Y-%m-%d"), commit=report.source_commit())
     name = "quality" if args.split == "random" else f"quality-{args.split.replace(':', '-')}"
     with open(os.path.join(args.results_dir, f"{name}.json"), "w") as handle:
         json.dump(result, handle, indent=2)
+    described = (f"MovieLens 100k, {result['split']} ({result['train_ratings']} train / "
+                 f"{result['eval_ratings']} eval ratings, {result['titles']} titles); measured "
+                 f"{result['measured']} at {result['commit']} by `make bench`. \"train s\": the "
+                 f"Trainer's seconds for the pipeline's rows, each peer's fit otherwise.\n\n"
+                 f"{table}")
     with open(os.path.join(args.results_dir, f"{name}.md"), "w") as handle:
-        handle.write(f"MovieLens 100k, {result['split']} ({result['train_ratings']} train / "
-                     f"{result['eval_ratings']} eval ratings, {result['titles']} titles).\n\n"
-                     f"{table}\n")
+        handle.write(described + "\n")
+    if name == "quality" and args.results_dir == DEFAULT_RESULTS_DIR:
+        report.put_in_readme("quality", described)
     print(f"\n{table}\n\nTotal {result['total_seconds']} s. Written to {args.results_dir}.")
     return 0
 

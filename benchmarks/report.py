@@ -1,0 +1,35 @@
+"""What every benchmark's report shares: the commit measured, and its table in the README.
+
+The README's Results section holds each benchmark's latest table between markers
+(`<!-- NAME:start -->` ... `<!-- NAME:end -->`) that only the benchmark itself rewrites, so the
+figures there are always those of the latest run, with its date and commit.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+
+def source_commit() -> str:
+    """The commit measured, marked `+changes` when the code differs from it."""
+    def git(*arguments):
+        return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "components", "pipeline",
+                "serving")
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if dirty else "")
+
+
+def put_in_readme(name: str, text: str, readme: Path = README) -> None:
+    """Replaces what sits between the README's `name` markers with `text`."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    content = readme.read_text()
+    if start not in content or end not in content:
+        raise ValueError(f"{readme} has no {start} ... {end} markers.")
+    before, rest = content.split(start, 1)
+    readme.write_text(f"{before}{start}\n{text}\n{end}{rest.split(end, 1)[1]}")
