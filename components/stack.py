@@ -9,7 +9,9 @@ import os
 
 # TFRS 0.7 is built on Keras 2: `tf.keras` must resolve to tf_keras. TensorFlow reads this
 # variable when `tf.keras` is first touched, so it is set before any of our TensorFlow imports.
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+# scripts/setup_env.py writes the same into .venv; the Dockerfile spells it as ENV.
+KERAS_2_ENVIRONMENT = {"TF_USE_LEGACY_KERAS": "1"}
+os.environ.update(KERAS_2_ENVIRONMENT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 

@@ -15,6 +15,7 @@ import hashlib
 import os
 import platform
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -31,11 +32,10 @@ UV = ROOT / ".tools" / f"uv-{UV_VERSION}" / "bin" / "uv"
 # uv's download cache stays inside the project too, unless the user points UV_CACHE_DIR elsewhere.
 UV_CACHE = ROOT / ".cache" / "uv"
 
-# Set in every interpreter of .venv at start-up (a .pth file's import line), as the Dockerfile's
-# ENV does in the image: TFRS 0.7 is built on Keras 2, so `tf.keras` must resolve to tf_keras,
-# and TensorFlow reads the flag when `tf.keras` is first touched. No module then depends on being
-# imported before TensorFlow. components/stack.py sets it too, for other environments.
-STACK_ENVIRONMENT = {"TF_USE_LEGACY_KERAS": "1"}
+# components/stack.py's Keras 2 flag, set in every interpreter of .venv at start-up (a .pth
+# file's import line), as the Dockerfile's ENV does in the image, so that no module depends on
+# being imported before TensorFlow.
+STACK_MODULE = ROOT / "components" / "stack.py"
 STACK_PTH = VENV / "lib" / "python3.11" / "site-packages" / "movielens_recommender_stack.pth"
 
 REQUIRED_GLIBC = (2, 39)
@@ -195,8 +195,9 @@ def lock_fingerprint() -> str:
 
 
 def write_stack_pth() -> None:
+    environment = runpy.run_path(str(STACK_MODULE))["KERAS_2_ENVIRONMENT"]
     settings = "; ".join(f"os.environ.setdefault({name!r}, {value!r})"
-                         for name, value in STACK_ENVIRONMENT.items())
+                         for name, value in environment.items())
     text = f"import os; {settings}\n"
     if not STACK_PTH.exists() or STACK_PTH.read_text() != text:
         STACK_PTH.write_text(text)

@@ -103,10 +103,8 @@ class ModelConfig:
         unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"Unknown model hyperparameters: {sorted(unknown)}.")
-        for name in ("rating_hidden_units", "history_time_boundaries"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
+        return cls(**{name: tuple(value) if isinstance(value, list) else value
+                      for name, value in values.items()})
 
     def as_custom_config(self) -> dict:
         """Every field, JSON-ready (tuples as lists), for the Trainer's custom_config."""
