@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
 
 import local_runner
 from benchmarks import peers, report, seed_tutorial
 from benchmarks.ranking import KS, Ratings, per_user, rmse, top_k_accuracy
 from components import evaluation_contract as contract
 from components import features, stack
-from components.trainer import serving
+from components.trainer import catalogue
 from pipeline import configs, metadata
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +43,8 @@ def pipeline_root(protocol: str) -> str:
 
 
 def run_pipeline(raw_dir: str, output_dir: str, protocol: str = configs.SPLIT_PROTOCOL) -> dict:
-    """Runs the pipeline; returns its Evaluator metrics, examples URI and pushed model path."""
+    """Runs the pipeline; returns its Evaluator metrics, Examples artifact and pushed model
+    path."""
     started = time.time()
     status = local_runner.main(["--raw-dir", raw_dir, "--output-dir", output_dir,
                                 "--split", protocol])
@@ -53,20 +55,20 @@ def run_pipeline(raw_dir: str, output_dir: str, protocol: str = configs.SPLIT_PR
     runs = metadata.latest_component_runs(os.path.join(output_dir, "metadata.sqlite"))
     evaluation = metadata.evaluation_metrics(runs["Evaluator"].outputs["evaluation"][0].uri)
     pushed = runs["Pusher"].outputs["pushed_model"][0].custom_properties
-    return {"metrics": evaluation, "examples": runs["TfdsExampleGen"].outputs["examples"][0].uri,
+    return {"metrics": evaluation, "examples": runs["TfdsExampleGen"].outputs["examples"][0],
             "model": pushed["pushed_destination"].string_value,
             "seconds": time.time() - started,
             "trainer_seconds": runs["Trainer"].seconds}
 
 
-def load_ratings(examples_uri: str) -> Ratings:
+def load_ratings(examples: metadata_store_pb2.Artifact) -> Ratings:
     spec = {features.USER_ID: tf.io.FixedLenFeature([], tf.string),
             features.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
             features.RATING: tf.io.FixedLenFeature([], tf.float32),
             features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
 
     def read(split):
-        files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+        files = tf.io.gfile.glob(metadata.split_files(examples, split))
         columns = {name: [] for name in spec}
         for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192):
             for name, values in tf.io.parse_example(batch, spec).items():
@@ -74,7 +76,8 @@ def load_ratings(examples_uri: str) -> Ratings:
         return {name: np.concatenate(values) for name, values in columns.items()}
 
     train, evaluation = read(features.TRAIN_SPLIT), read(features.EVAL_SPLIT)
-    titles, _ = serving.read_catalogue(os.path.join(examples_uri, "Split-movies", "*"))
+    titles, _ = catalogue.read_titles_and_genres(
+        metadata.split_files(examples, features.MOVIES_SPLIT))
     titles = titles.astype(bytes)
     user_ids = np.unique(np.concatenate([train[features.USER_ID],
                                          evaluation[features.USER_ID]]))

@@ -34,19 +34,23 @@ COLUMNS = ("rmse", *(contract.top_k_accuracy_output(k) for k in (1, 10, 50, 100)
            contract.top_k_accuracy_output(10, unrated=True))
 
 
-def latest_inputs(pipeline_dir: str) -> tuple[str, str]:
-    """The train split's file pattern and the transform graph of the latest pipeline run."""
+def latest_inputs(pipeline_dir: str) -> tuple[str, str, str]:
+    """The train and catalogue splits' file patterns and the transform graph of the latest
+    pipeline run."""
     runs = metadata.latest_component_runs(os.path.join(pipeline_dir, "metadata.sqlite"))
-    examples = runs["TfdsExampleGen"].outputs["examples"][0].uri
-    return (os.path.join(examples, f"Split-{features.TRAIN_SPLIT}", "*"),
+    examples = runs["TfdsExampleGen"].outputs["examples"][0]
+    return (metadata.split_files(examples, features.TRAIN_SPLIT),
+            metadata.split_files(examples, features.MOVIES_SPLIT),
             runs["Transform"].outputs["transform_graph"][0].uri)
 
 
-def validation_metrics(overrides: dict, train_pattern: str, transform_graph: str) -> dict:
+def validation_metrics(overrides: dict, train_pattern: str, catalogue_pattern: str,
+                       transform_graph: str) -> dict:
     config = ModelConfig.from_custom_config(
         {CUSTOM_CONFIG_KEY: {**configs.MODEL.as_custom_config(), **overrides}})
     started = time.time()
-    module = train.train_module([train_pattern], tft.TFTransformOutput(transform_graph), config,
+    module = train.train_module([train_pattern], catalogue_pattern,
+                                tft.TFTransformOutput(transform_graph), config,
                                 serve_validation_ratings=False)
     seconds = time.time() - started
     validation = train.read_records([train_pattern]).filter(
@@ -76,10 +80,11 @@ def main(argv: list[str]) -> int:
     if not os.path.exists(os.path.join(args.pipeline_dir, "metadata.sqlite")):
         parser.error(f"No pipeline run in {args.pipeline_dir}: run `make bench RAW_DIR=...` "
                      "first, or pass --pipeline-dir.")
-    train_pattern, transform_graph = latest_inputs(args.pipeline_dir)
+    train_pattern, catalogue_pattern, transform_graph = latest_inputs(args.pipeline_dir)
     rows = []
     for overrides in args.overrides:
-        rows.append(validation_metrics(overrides, train_pattern, transform_graph))
+        rows.append(validation_metrics(overrides, train_pattern, catalogue_pattern,
+                                       transform_graph))
         print(json.dumps(rows[-1]), flush=True)
     previous = []
     if os.path.exists(args.results):

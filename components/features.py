@@ -12,15 +12,6 @@ MOVIE_TITLE = "movie_title"
 MOVIE_GENRES = "movie_genres"
 RATING = "user_rating"
 TIMESTAMP = "timestamp"
-# User demographics: in the 100k and 1m configs only.
-USER_GENDER = "user_gender"
-USER_AGE = "bucketized_user_age"
-USER_OCCUPATION = "user_occupation_label"
-DEMOGRAPHIC_FEATURES = (USER_GENDER, USER_AGE, USER_OCCUPATION)
-# TFDS's age buckets are 1, 18, 25, 35, 45, 50 and 56; it has 22 occupation labels.
-AGE_BUCKET_BOUNDARIES = (18.0, 25.0, 35.0, 45.0, 50.0, 56.0)
-DEMOGRAPHIC_SIZES = (2, len(AGE_BUCKET_BOUNDARIES) + 1, 22)  # gender, age bucket, occupation
-
 # Features of the movie catalogue (TFDS's `movielens/<version>-movies`).
 MOVIE_FEATURES = (MOVIE_ID, MOVIE_TITLE, MOVIE_GENRES)
 # TFDS's ClassLabel for movie_genres has 21 names in every MovieLens version.
@@ -37,8 +28,6 @@ USER_INDEX = "user_index"
 MOVIE_INDEX = "movie_index"
 GENRES_MULTI_HOT = "genres_multi_hot"
 RATING_LABEL = "rating"
-# [batch, 3] int64 indices of gender, age bucket and occupation (datasets with demographics).
-USER_DEMOGRAPHICS = "user_demographics"
 
 # Vocabulary file names written by Transform.
 USER_VOCABULARY = "user_id"

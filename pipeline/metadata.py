@@ -8,6 +8,8 @@ import os
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import io_utils
 
 from pipeline import run_guard
 
@@ -142,6 +144,13 @@ def producing_execution(store: metadata_store.MetadataStore,
     ids = sorted(e.execution_id for e in store.get_events_by_artifact_ids([artifact_id])
                  if e.type in OUTPUT_EVENTS)
     return store.get_executions_by_id(ids[:1])[0] if ids else None
+
+
+def split_files(examples: metadata_store_pb2.Artifact, split: str) -> str:
+    """The file pattern of one split of an Examples artifact, by TFX's own split helpers."""
+    artifact = standard_artifacts.Examples()
+    artifact.set_mlmd_artifact(examples)
+    return io_utils.all_files_pattern(artifact_utils.get_split_uri([artifact], split))
 
 
 def evaluation_metrics(evaluation_uri: str) -> dict[str, float]:

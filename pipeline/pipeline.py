@@ -103,7 +103,8 @@ def create_pipeline(
         run_fn=run_fn, examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=trainer_pb2.TrainArgs(splits=[features.TRAIN_SPLIT]),
+        # The catalogue split rides along: run_fn reads the ratings, then the catalogue.
+        train_args=trainer_pb2.TrainArgs(splits=[features.TRAIN_SPLIT, features.MOVIES_SPLIT]),
         eval_args=trainer_pb2.EvalArgs(splits=[features.EVAL_SPLIT]),
         custom_config=custom_config)
 

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 import local_runner
+from components import features
 from pipeline import metadata
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,9 +53,10 @@ def test_evaluation_is_finite_blessed_and_pushed(pipeline_store):
 
 def _rated_in_training(pipeline_store) -> dict[str, set[str]]:
     examples = pipeline_store.components(pipeline_store.blessed_run)["TfdsExampleGen"]
-    train_files = Path(examples.outputs["examples"][0].uri).glob("Split-train/*")
+    train_files = tf.io.gfile.glob(metadata.split_files(examples.outputs["examples"][0],
+                                                        features.TRAIN_SPLIT))
     rated: dict[str, set[str]] = {}
-    for record in tf.data.TFRecordDataset([str(f) for f in train_files], "GZIP"):
+    for record in tf.data.TFRecordDataset(train_files, "GZIP"):
         example = tf.train.Example.FromString(record.numpy()).features.feature
         rated.setdefault(example["user_id"].bytes_list.value[0].decode(), set()).add(
             example["movie_title"].bytes_list.value[0].decode())

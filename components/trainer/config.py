@@ -29,48 +29,35 @@ class ModelConfig:
     rating_weight: float = 1.0
     # Retrieval softmax temperature.
     temperature: float = 1.0
-    # "catalogue": every movie of the vocabulary is a negative (an exact softmax, cheap at
-    # MovieLens catalogue sizes); "in_batch": the other movies of the batch are (TFRS's
-    # default), with the logQ correction if `sampling_bias_correction` (in-batch negatives
-    # sample popular movies more often and so push them down).
-    retrieval_negatives: str = "catalogue"
-    sampling_bias_correction: bool = True
-    # Catalogue negatives over a catalogue larger than this: a uniform sample of this many
+    # The retrieval softmax runs over every movie of the vocabulary (an exact softmax, cheap at
+    # MovieLens catalogue sizes); over a larger catalogue, over a uniform sample of this many
     # titles per batch (shared by its examples), so a step's cost stops growing with the
     # catalogue (ml-1m has 3.7k titles, ml-25m 59k); the sampled softmax's correction keeps the
     # loss an estimate of the full one.
     catalogue_softmax_size: int = 2048
-    # With catalogue negatives: the other movies the user rated in training are not negatives
-    # (they are positives of other examples); needs user_history.
-    exclude_rated_negatives: bool = False
-    # The user vector adds the mean embedding of the titles the user rated in training
-    # (SVD++'s implicit feedback); each training example leaves its own title out. Users with
-    # more than `taste_history_size` ratings: that many of them, spread evenly over the history.
-    user_history: bool = True
+    # The taste history term: the user vector adds the mean embedding of the titles the user
+    # rated in training (SVD++'s implicit feedback); each training example leaves its own title
+    # out. Users with more than `taste_history_size` ratings: that many of them, spread evenly
+    # over the history.
     taste_history_size: int = 128
     # The session and rated terms read the user's `recent_history_size` latest ratings before
     # the request: a bounded window keeps the cost per example flat as histories grow (on
     # ml-100k the 10 minutes before a rating hold 24 earlier ratings on average, 64 at p95).
     recent_history_size: int = 64
-    # With user_history: the retrieval vector also adds the session term, a weighted mean of
-    # the recent ratings' "session" embeddings, each weight learnt per bucket of the time
-    # between its rating and the request (bucket upper ends in seconds: 1 min, 10 min, 1 h,
-    # 6 h, 1 day, 3 days, 1 week, 30 days, 90 days), so the titles rated in the same session,
-    # just before the request, can dominate it. Only ratings made before the request count: a
-    # live system has no later ones. Without a request time (the user-id-only serving
-    # signatures) the mean is uniform. () leaves the session term out.
+    # The retrieval vector adds the session term, a weighted mean of the recent ratings'
+    # "session" embeddings, each weight learnt per bucket of the time between its rating and
+    # the request (bucket upper ends in seconds: 1 min, 10 min, 1 h, 6 h, 1 day, 3 days, 1 week,
+    # 30 days, 90 days), so the titles rated in the same session, just before the request, can
+    # dominate it. Only ratings made before the request count: a live system has no later ones.
+    # Without a request time (the user-id-only serving signatures) the mean is uniform, as it
+    # is with no boundaries at all.
+    # The rating vector adds the rated term instead: a weighted mean of the same ratings'
+    # "rated" embeddings, each scaled by how far the user's rating sits from the training mean
+    # (Koren's explicit neighbourhood term), weighted by time buckets of its own.
     history_time_boundaries: tuple[float, ...] = (60, 600, 3_600, 21_600, 86_400, 259_200,
                                                   604_800, 2_592_000, 7_776_000)
-    # With user_history: the rating vector adds the rated term, a weighted mean of the recent
-    # ratings' "rated" embeddings, each scaled by how far the user's rating sits from the
-    # training mean (Koren's explicit neighbourhood term), weighted by time buckets of its own
-    # (uniform without history_time_boundaries), again over the earlier ratings only.
-    rating_history: bool = True
-    # Add embeddings of the user's gender, age bucket and occupation to the user vector, where
-    # the dataset has them (MovieLens 100k and 1m).
-    user_demographics: bool = False
     l2_regularization: float = 1e-4
-    optimizer: str = "adam"  # or "adagrad" (the TFRS tutorials')
+    # Adam's learning rate (the optimizer of every tuning round since the first).
     learning_rate: float = 0.01
     batch_size: int = 1024
     # Training stops when the validation loss (both tasks' weighted loss, without the L2

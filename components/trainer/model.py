@@ -24,19 +24,6 @@ def _regularizer(config: ModelConfig):
     return tf.keras.regularizers.l2(config.l2_regularization) if config.l2_regularization else None
 
 
-def rated_mask(histories: tf.RaggedTensor, user_index: tf.Tensor,
-               width: tf.Tensor) -> tf.Tensor:
-    """[batch, width] bool: True at the columns listed in each user's row of `histories`
-    (columns >= width ignored)."""
-    rated = tf.gather(histories, user_index)
-    in_range = rated.flat_values < width
-    indices = tf.stack([rated.value_rowids(), rated.flat_values], axis=1)
-    return tf.scatter_nd(
-        tf.boolean_mask(indices, in_range),
-        tf.ones_like(tf.boolean_mask(rated.flat_values, in_range), dtype=tf.int32),
-        [tf.shape(user_index, out_type=tf.int64)[0], width]) > 0
-
-
 # History keys are user index * 2**32 + time, so one binary search finds a user's ratings before a
 # time. MovieLens times (seconds since 1970) stay below 2**32 until 2106; request times outside
 # [0, 2**32 - 1] are clamped (a request "at the end of time" sees the whole history).
@@ -171,27 +158,87 @@ def weighted_sum(embedding: tf.keras.layers.Embedding, rows: tf.Tensor,
     return tf.matmul(dense_weights, embedding(tf.range(width, dtype=tf.int64)))
 
 
-def _masked_mean(embedding: tf.keras.layers.Embedding, rows: tf.Tensor, weights: tf.Tensor,
-                 scales: tf.Tensor | None = None) -> tf.Tensor:
-    """The weighted mean of the rows' embeddings (each scaled by `scales`, if given) [batch,
-    dim]; 0 where no weight is left."""
-    total = weighted_sum(embedding, rows, weights if scales is None else weights * scales)
-    return tf.math.divide_no_nan(total, tf.reduce_sum(weights, axis=1)[:, None])
+class TasteHistoryMean(tf.keras.layers.Layer):
+    """SVD++'s implicit term: the mean history embedding of up to `size` of the titles a user
+    rated, spread over the whole history. Each training example leaves its own title out
+    (`left_out_movie`); a request's own ratings (those not already in the sample) join the mean.
+
+    user_index [batch] -> [batch, dim], computed once per distinct user of the batch (a batch
+    holds many examples of each active user).
+    """
+
+    def __init__(self, history: HistoryTable, embedding: tf.keras.layers.Embedding, size: int,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.history = history
+        self.embedding = embedding
+        self.size = size
+
+    def call(self, user_index: tf.Tensor, left_out_movie: tf.Tensor | None = None,
+             request: RequestRatings | None = None) -> tf.Tensor:
+        users, example_user = tf.unique(user_index, out_idx=tf.int64)
+        positions, valid = self.history.spread(users, self.size)
+        movies = tf.gather(self.history.movies, positions)
+        weights = tf.cast(valid, tf.float32)
+        total = weighted_sum(self.embedding, movies, weights)
+        total, count = tf.gather(total, example_user), tf.gather(tf.reduce_sum(weights, 1),
+                                                                 example_user)
+        if left_out_movie is not None:
+            hits = tf.reduce_sum(tf.cast(
+                (tf.gather(movies, example_user) == left_out_movie[:, None])
+                & tf.gather(valid, example_user), tf.float32), axis=1)
+            total -= hits[:, None] * self.embedding(left_out_movie)
+            count -= hits
+        if request is not None:
+            added = tf.cast(request.valid & ~_held(request.movies, tf.gather(movies, example_user),
+                                                   tf.gather(valid, example_user)), tf.float32)
+            total += weighted_sum(self.embedding, request.movies, added)
+            count += tf.reduce_sum(added, axis=1)
+        return tf.math.divide_no_nan(total, count[:, None])
+
+
+class TimeWeightedMean(tf.keras.layers.Layer):
+    """A mean of the embeddings of a user's recent ratings, each weighted by a weight learnt per
+    bucket of its time before the request (TimeBucketWeights) and scaled by `scales`, if given.
+
+    movies [batch, size], mask [batch, size] float (0 leaves a rating out), gaps [batch, size]
+    seconds -> [batch, dim]; 0 where no rating is left.
+    """
+
+    def __init__(self, embedding: tf.keras.layers.Embedding, boundaries: tuple[float, ...],
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.time_weights = TimeBucketWeights(boundaries, name="time_weights")
+        self.embedding = embedding
+
+    def call(self, movies: tf.Tensor, mask: tf.Tensor, gaps: tf.Tensor,
+             scales: tf.Tensor | None = None) -> tf.Tensor:
+        weights = mask * self.time_weights(gaps)
+        total = weighted_sum(self.embedding, movies,
+                             weights if scales is None else weights * scales)
+        return tf.math.divide_no_nan(total, tf.reduce_sum(weights, axis=1)[:, None])
+
+
+@dataclasses.dataclass(frozen=True)
+class RecentRatings:
+    """A user's latest ratings before the request, each [batch, size], oldest first."""
+
+    movies: tf.Tensor
+    times: tf.Tensor
+    ratings: tf.Tensor
+    valid: tf.Tensor  # bool: False pads a shorter history
 
 
 class UserTower(tf.keras.Model):
     """user_index [batch], request_time [batch] int64 (and in training, the rated movie to leave
     out) -> (retrieval vector, rating vector), each [batch, dim + 1]. Index num_users is OOV.
 
-    taste = the user's own embedding (+ demographic embeddings, where given) + with `history`,
-    the mean history embedding of up to `taste_history_size` of the titles the user rated,
-    spread over the whole history, the training target left out (SVD++'s implicit term);
-    retrieval vector = taste + with history_time_boundaries, the session term: a mean of session
-    embeddings of the user's `recent_history_size` latest ratings before the request, each
-    weighted by a weight learnt per bucket of its time before the request;
-    rating vector = taste + with rating_history, the rated term: the same latest ratings' rated
-    embeddings scaled by the rating's distance to the training mean rating, weighted by time
-    weights of their own (uniform without history_time_boundaries).
+    taste = the user's own embedding + the taste history term (TasteHistoryMean);
+    retrieval vector = taste + the session term: a TimeWeightedMean of "session" embeddings of
+    the user's `recent_history_size` latest ratings before the request;
+    rating vector = taste + the rated term: a TimeWeightedMean, with weights of its own, of
+    "rated" embeddings of the same ratings, each scaled by the rating's distance to the
+    training mean rating (Koren's explicit neighbourhood term).
     The last component of each vector is a constant 1 that meets the movie bias in the dot
     product. Only ratings made strictly before the request enter the recent terms: a live
     system has no later ones. A request at LATEST_TIME (the user-id-only signatures: no request
@@ -200,10 +247,8 @@ class UserTower(tf.keras.Model):
     """
 
     def __init__(self, num_users: int, num_movies: int, config: ModelConfig,
-                 history: UserHistories | None = None,
-                 demographics: tf.Tensor | None = None):
+                 histories: UserHistories):
         super().__init__(name="user_tower")
-        self.taste_history_size = config.taste_history_size
         self.recent_history_size = config.recent_history_size
 
         def embedding(rows: int, name: str) -> tf.keras.layers.Embedding:
@@ -211,63 +256,44 @@ class UserTower(tf.keras.Model):
                                              embeddings_regularizer=_regularizer(config))
 
         self.user_embedding = embedding(num_users + 1, "user_embedding")
-        self.demographics = demographics
-        if demographics is not None:
-            self.demographic_embeddings = [
-                embedding(size + 1, f"{name}_embedding")  # + unknown
-                for name, size in zip(features.DEMOGRAPHIC_FEATURES, features.DEMOGRAPHIC_SIZES,
-                                      strict=True)]
-        self.history = None
-        self.session_embedding = self.rated_embedding = None
-        self.session_time_weights = self.rated_time_weights = None
-        if history is not None:
-            self.history = HistoryTable(history)
-            self.history_embedding = embedding(num_movies + 1, "history_embedding")
-            # Fixed at training: the served histories must not shift what the model learnt.
-            self.mean_rating = tf.constant(history.mean_rating(), tf.float32)
-            boundaries = config.history_time_boundaries
-            if boundaries:
-                self.session_embedding = embedding(num_movies + 1, "session_embedding")
-                self.session_time_weights = TimeBucketWeights(boundaries,
-                                                              name="session_time_weights")
-            if config.rating_history:
-                self.rated_embedding = embedding(num_movies + 1, "rated_embedding")
-                if boundaries:
-                    self.rated_time_weights = TimeBucketWeights(boundaries,
-                                                                name="rated_time_weights")
+        self.history = HistoryTable(histories)
+        # Fixed at training: the served histories must not shift what the model learnt.
+        self.mean_rating = tf.constant(histories.mean_rating(), tf.float32)
+        self.taste_history = TasteHistoryMean(
+            self.history, embedding(num_movies + 1, "history_embedding"),
+            config.taste_history_size, name="taste_history")
+        boundaries = config.history_time_boundaries
+        self.session_term = TimeWeightedMean(embedding(num_movies + 1, "session_embedding"),
+                                             boundaries, name="session_term")
+        self.rated_term = TimeWeightedMean(embedding(num_movies + 1, "rated_embedding"),
+                                           boundaries, name="rated_term")
 
     def learnt_time_weights(self) -> dict[str, list[float]]:
-        """Each timed term's learnt weight of a rating made 1 s before the request and at each
+        """Each recent term's learnt weight of a rating made 1 s before the request and at each
         bucket boundary (what the Trainer logs)."""
-        terms = {"session": self.session_time_weights, "rated": self.rated_time_weights}
-        return {term: layer(tf.concat([[1], tf.cast(layer.boundaries, tf.int64)], 0)
-                            ).numpy().tolist()
-                for term, layer in terms.items() if layer is not None}
+        terms = {"session": self.session_term, "rated": self.rated_term}
+        return {name: term.time_weights(tf.concat(
+                    [[1], tf.cast(term.time_weights.boundaries, tf.int64)], 0)).numpy().tolist()
+                for name, term in terms.items()}
 
-    def _taste_history(self, user_index: tf.Tensor, left_out_movie: tf.Tensor | None,
-                       request: RequestRatings | None = None) -> tf.Tensor:
-        """[batch, dim]: the mean history embedding, computed once per distinct user of the
-        batch (a batch holds many examples of each active user), with the request's ratings
-        (those not in the stored read) added to each example's."""
-        users, example_user = tf.unique(user_index, out_idx=tf.int64)
-        positions, valid = self.history.spread(users, self.taste_history_size)
-        movies = tf.gather(self.history.movies, positions)
-        weights = tf.cast(valid, tf.float32)
-        total = weighted_sum(self.history_embedding, movies, weights)
-        total, count = tf.gather(total, example_user), tf.gather(tf.reduce_sum(weights, 1),
-                                                                 example_user)
-        if left_out_movie is not None:
-            hits = tf.reduce_sum(tf.cast(
-                (tf.gather(movies, example_user) == left_out_movie[:, None])
-                & tf.gather(valid, example_user), tf.float32), axis=1)
-            total -= hits[:, None] * self.history_embedding(left_out_movie)
-            count -= hits
-        if request is not None:
-            added = tf.cast(request.valid & ~_held(request.movies, tf.gather(movies, example_user),
-                                                   tf.gather(valid, example_user)), tf.float32)
-            total += weighted_sum(self.history_embedding, request.movies, added)
-            count += tf.reduce_sum(added, axis=1)
-        return tf.math.divide_no_nan(total, count[:, None])
+    def recent_ratings(self, user_index: tf.Tensor, request_time: tf.Tensor,
+                       request: RequestRatings | None = None) -> RecentRatings:
+        """The user's `recent_history_size` latest ratings before the request (stored, and the
+        request's own, if given); at LATEST_TIME, ratings spread over the whole history."""
+        positions, valid = self.history.earlier(user_index, request_time,
+                                                self.recent_history_size)
+        # No request time: no session to follow, the whole history speaks.
+        untimed = (clamp_time(request_time) >= LATEST_TIME)[:, None]
+        spread_positions, spread_valid = self.history.spread(user_index,
+                                                             self.recent_history_size)
+        positions = tf.where(untimed, spread_positions, positions)
+        recent = RecentRatings(tf.gather(self.history.movies, positions),
+                               tf.gather(self.history.keys, positions) % _TIME_RANGE,
+                               tf.gather(self.history.ratings, positions),
+                               tf.where(untimed, spread_valid, valid))
+        if request is None:
+            return recent
+        return self._merge_recent(recent, request, clamp_time(request_time))
 
     def vectors(self, user_index: tf.Tensor, request_time: tf.Tensor,
                 left_out_movie: tf.Tensor | None = None,
@@ -277,57 +303,32 @@ class UserTower(tf.keras.Model):
         carries, merged with the stored history (the recent terms read the latest
         `recent_history_size` of both made before the request)."""
         taste = self.user_embedding(user_index)
-        if self.demographics is not None:
-            values = tf.gather(self.demographics, user_index)
-            for column, embedding in enumerate(self.demographic_embeddings):
-                taste += embedding(values[:, column])
-        retrieval = rating = taste
-        if self.history is not None:
-            taste += self._taste_history(user_index, left_out_movie, request)
-            retrieval = rating = taste
-            if self.session_embedding is not None or self.rated_embedding is not None:
-                positions, valid = self.history.earlier(user_index, request_time,
-                                                        self.recent_history_size)
-                # No request time: no session to follow, the whole history speaks.
-                untimed = (clamp_time(request_time) >= LATEST_TIME)[:, None]
-                spread_positions, spread_valid = self.history.spread(user_index,
-                                                                     self.recent_history_size)
-                positions = tf.where(untimed, spread_positions, positions)
-                valid = tf.where(untimed, spread_valid, valid)
-                movies = tf.gather(self.history.movies, positions)
-                times = tf.gather(self.history.keys, positions) % _TIME_RANGE
-                ratings = tf.gather(self.history.ratings, positions)
-                if request is not None:
-                    movies, times, ratings, valid = self._merge_recent(
-                        movies, times, ratings, valid, request, clamp_time(request_time))
-                valid = tf.cast(valid, tf.float32)
-                gaps = clamp_time(request_time)[:, None] - times
-            if self.session_embedding is not None:
-                retrieval = taste + _masked_mean(self.session_embedding, movies,
-                                                 valid * self.session_time_weights(gaps))
-            if self.rated_embedding is not None:
-                deviations = ratings - self.mean_rating
-                weights = valid if request is None else valid * tf.cast(ratings > 0, tf.float32)
-                if self.rated_time_weights is not None:
-                    weights *= self.rated_time_weights(gaps)
-                rating = taste + _masked_mean(self.rated_embedding, movies, weights,
-                                              scales=deviations)
+        taste += self.taste_history(user_index, left_out_movie=left_out_movie, request=request)
+        recent = self.recent_ratings(user_index, request_time, request)
+        valid = tf.cast(recent.valid, tf.float32)
+        gaps = clamp_time(request_time)[:, None] - recent.times
+        retrieval = taste + self.session_term(recent.movies, valid, gaps)
+        # A request's rating of 0 gives no stars: its title counts, its stars do not.
+        stars_given = valid * tf.cast(recent.ratings > 0, tf.float32)
+        rating = taste + self.rated_term(recent.movies, stars_given, gaps,
+                                         scales=recent.ratings - self.mean_rating)
         return _with_bias_one(retrieval), _with_bias_one(rating)
 
-    def _merge_recent(self, movies: tf.Tensor, times: tf.Tensor, ratings: tf.Tensor,
-                      valid: tf.Tensor, request: RequestRatings, request_time: tf.Tensor):
+    def _merge_recent(self, recent: RecentRatings, request: RequestRatings,
+                      request_time: tf.Tensor) -> RecentRatings:
         """The latest `recent_history_size` of the stored window's ratings and the request's
         made before the request (ties broken by movie index, as the stored order does)."""
         earlier = (request.valid & (clamp_time(request.times) < request_time[:, None])
-                   & ~_held(request.movies, movies, valid))
-        movies = tf.concat([movies, request.movies], axis=1)
-        times = tf.concat([times, clamp_time(request.times)], axis=1)
-        ratings = tf.concat([ratings, tf.cast(request.ratings, tf.float32)], axis=1)
-        valid = tf.concat([valid, earlier], axis=1)
-        order_key = tf.where(valid, times * (self.history_embedding.input_dim + 1) + movies, -1)
+                   & ~_held(request.movies, recent.movies, recent.valid))
+        movies = tf.concat([recent.movies, request.movies], axis=1)
+        times = tf.concat([recent.times, clamp_time(request.times)], axis=1)
+        ratings = tf.concat([recent.ratings, tf.cast(request.ratings, tf.float32)], axis=1)
+        valid = tf.concat([recent.valid, earlier], axis=1)
+        order_key = tf.where(valid, times * (self.session_term.embedding.input_dim + 1) + movies,
+                             -1)
         _, latest = tf.math.top_k(order_key, k=self.recent_history_size)
-        return (tf.gather(movies, latest, batch_dims=1), tf.gather(times, latest, batch_dims=1),
-                tf.gather(ratings, latest, batch_dims=1), tf.gather(valid, latest, batch_dims=1))
+        return RecentRatings(*(tf.gather(column, latest, batch_dims=1)
+                               for column in (movies, times, ratings, valid)))
 
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """The retrieval task's user vector at the request time (features.TIMESTAMP)."""
@@ -380,47 +381,26 @@ class MultiTaskRecommender(tfrs.Model):
 
     loss = retrieval_weight * mean softmax cross-entropy + rating_weight * mean squared error.
     Both are per-example means (TFRS sums the retrieval loss over the batch by default, which
-    drowns the rating task). With catalogue negatives, the softmax runs over every vocabulary
-    movie. With in-batch negatives, TFRS's Retrieval task removes accidental hits (the positive
-    movie appearing again as an in-batch negative) and, given `movie_frequencies` (training
-    counts by movie index), corrects the logits by the log of each candidate's sampling
-    probability. `movie_genres` [num_movies, NUM_GENRES] are the vocabulary movies' genres
-    (the OOV index gets none).
+    drowns the rating task). The softmax runs over every vocabulary movie, or over a uniform
+    sample of `catalogue_softmax_size` of them for larger catalogues. `movie_genres`
+    [num_movies, NUM_GENRES] are the vocabulary movies' genres (the OOV index gets none).
     Top-k metrics over the whole catalogue are the Evaluator's job.
     """
 
     def __init__(self, user_tower: UserTower, movie_tower: tf.keras.Model,
-                 rating_head: tf.keras.Model, config: ModelConfig, movie_genres: np.ndarray,
-                 movie_frequencies: tf.Tensor | None = None):
+                 rating_head: tf.keras.Model, config: ModelConfig, movie_genres: np.ndarray):
         super().__init__()
         self.user_tower = user_tower
         self.movie_tower = movie_tower
         self.rating_head = rating_head
         self.retrieval_weight = config.retrieval_weight
         self.rating_weight = config.rating_weight
+        self.temperature = config.temperature
         self.vocabulary_genres = tf.constant(movie_genres, dtype=tf.float32)
         self.movie_genres = tf.concat(
             [self.vocabulary_genres, tf.zeros([1, features.NUM_GENRES])], axis=0)
-        self.sampling_probability = None
-        if config.retrieval_negatives not in ("catalogue", "in_batch"):
-            raise ValueError("retrieval_negatives must be 'in_batch' or 'catalogue', got "
-                             f"{config.retrieval_negatives!r}.")
-        self.catalogue_negatives = config.retrieval_negatives == "catalogue"
         self.catalogue_softmax_size = config.catalogue_softmax_size
         self.sample_catalogue = len(movie_genres) > config.catalogue_softmax_size
-        if self.sample_catalogue and config.exclude_rated_negatives:
-            raise ValueError("exclude_rated_negatives needs a catalogue of at most "
-                             f"catalogue_softmax_size ({config.catalogue_softmax_size}) titles.")
-        if (not self.catalogue_negatives and config.sampling_bias_correction
-                and movie_frequencies is not None):
-            frequencies = tf.cast(movie_frequencies, tf.float32) + 1.0
-            self.sampling_probability = frequencies / tf.reduce_sum(frequencies)
-        self.temperature = config.temperature
-        self.exclude_rated_negatives = config.exclude_rated_negatives
-        self.retrieval_task = tfrs.tasks.Retrieval(
-            loss=tf.keras.losses.CategoricalCrossentropy(
-                from_logits=True, reduction=tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE),
-            temperature=config.temperature, remove_accidental_hits=True)
         self.rating_task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
@@ -461,75 +441,40 @@ class MultiTaskRecommender(tfrs.Model):
         return tf.reduce_mean(tf.reduce_logsumexp(logits, axis=1) - positive)
 
     def _catalogue_retrieval_loss(self, user_embedding: tf.Tensor,
-                                  inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+                                  movie_index: tf.Tensor) -> tf.Tensor:
         """Mean softmax cross-entropy of the rated movie against every vocabulary movie."""
-        catalogue_ids = tf.range(tf.shape(self.vocabulary_genres, out_type=tf.int64)[0])
-        catalogue = self.movie_tower({features.MOVIE_INDEX: catalogue_ids,
-                                      features.GENRES_MULTI_HOT: self.vocabulary_genres})
+        catalogue = self.movie_tower({
+            features.MOVIE_INDEX: tf.range(tf.shape(self.vocabulary_genres,
+                                                    out_type=tf.int64)[0]),
+            features.GENRES_MULTI_HOT: self.vocabulary_genres})
         logits = tf.matmul(user_embedding, catalogue, transpose_b=True) / self.temperature
-        if self.exclude_rated_negatives:
-            rated = rated_mask(self.user_tower.history.as_ragged_movies(),
-                               inputs[features.USER_INDEX],
-                               tf.shape(catalogue_ids, out_type=tf.int64)[0])
-            target = tf.one_hot(inputs[features.MOVIE_INDEX], tf.shape(logits)[1],
-                                on_value=True, off_value=False)
-            logits = tf.where(rated & ~target, logits.dtype.min, logits)
         # logsumexp minus the target's logit: the cross-entropy, a third faster than TF's fused
         # sparse_softmax_cross_entropy_with_logits kernel on CPU.
-        return tf.reduce_mean(tf.reduce_logsumexp(logits, axis=1) - tf.gather(
-            logits, inputs[features.MOVIE_INDEX], batch_dims=1))
+        return tf.reduce_mean(tf.reduce_logsumexp(logits, axis=1)
+                              - tf.gather(logits, movie_index, batch_dims=1))
 
     def compute_loss(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         user_embedding, movie_embedding, rating = self(inputs, training=training)
-        if self.catalogue_negatives and self.sample_catalogue:
+        movie_index = inputs[features.MOVIE_INDEX]
+        if self.sample_catalogue:
             retrieval_loss = self._sampled_retrieval_loss(user_embedding, movie_embedding,
-                                                          inputs[features.MOVIE_INDEX])
-        elif self.catalogue_negatives:
-            retrieval_loss = self._catalogue_retrieval_loss(user_embedding, inputs)
+                                                          movie_index)
         else:
-            sampling_probability = None if self.sampling_probability is None else tf.gather(
-                self.sampling_probability, inputs[features.MOVIE_INDEX])
-            retrieval_loss = self.retrieval_task(
-                user_embedding, movie_embedding, candidate_ids=inputs[features.MOVIE_INDEX],
-                candidate_sampling_probability=sampling_probability,
-                compute_metrics=not training)
+            retrieval_loss = self._catalogue_retrieval_loss(user_embedding, movie_index)
         rating_loss = self.rating_task(labels=inputs[features.RATING_LABEL], predictions=rating)
         return self.retrieval_weight * retrieval_loss + self.rating_weight * rating_loss
 
 
 def build_model(num_users: int, num_movies: int, config: ModelConfig, movie_genres: np.ndarray,
-                movie_frequencies: tf.Tensor | None = None,
-                user_histories: UserHistories | None = None,
-                user_demographics: np.ndarray | None = None) -> MultiTaskRecommender:
+                user_histories: UserHistories) -> MultiTaskRecommender:
     """The compiled model. `movie_genres` [num_movies, NUM_GENRES] (genres by movie index);
-    `movie_frequencies` [num_movies + 1] enables the logQ correction; `user_histories` (what
-    each user rated in training) the history terms; `user_demographics` [num_users + 1, 3]
-    (None where the dataset has none) the demographic embeddings."""
+    `user_histories` what each user rated in training (the history terms read them)."""
     tf.keras.utils.set_random_seed(config.seed)
-    if config.exclude_rated_negatives and not (config.user_history
-                                               and config.retrieval_negatives == "catalogue"):
-        raise ValueError("exclude_rated_negatives needs user_history and "
-                         "retrieval_negatives='catalogue'.")
-    if config.history_time_boundaries and not config.user_history:
-        raise ValueError("history_time_boundaries needs user_history.")
-    if config.rating_history and not config.user_history:
-        raise ValueError("rating_history needs user_history.")
-    if config.user_history and user_histories is None:
-        raise ValueError("user_history needs the users' training histories.")
     for name in ("taste_history_size", "recent_history_size", "catalogue_softmax_size"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
-    demographics = None
-    if config.user_demographics and user_demographics is not None:
-        demographics = tf.constant(user_demographics, dtype=tf.int64)
-    history = user_histories if config.user_history else None
-    model = MultiTaskRecommender(UserTower(num_users, num_movies, config, history, demographics),
+    model = MultiTaskRecommender(UserTower(num_users, num_movies, config, user_histories),
                                  build_movie_tower(num_movies, config),
-                                 build_rating_head(config), config, movie_genres,
-                                 movie_frequencies)
-    optimizers = {"adagrad": tf.keras.optimizers.Adagrad, "adam": tf.keras.optimizers.Adam}
-    if config.optimizer not in optimizers:
-        raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got "
-                         f"{config.optimizer!r}.")
-    model.compile(optimizer=optimizers[config.optimizer](learning_rate=config.learning_rate))
+                                 build_rating_head(config), config, movie_genres)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=config.learning_rate))
     return model

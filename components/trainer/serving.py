@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
@@ -57,31 +56,20 @@ import tensorflow_transform as tft
 from components import evaluation_contract as contract
 from components import features, stack
 from components.trainer import model as model_lib
+from components.trainer.catalogue import Catalogue
 
 
-def read_catalogue(file_pattern: str) -> tuple[np.ndarray, tf.RaggedTensor]:
-    """Unique titles [N] and their genre ids [N, None] from ExampleGen's `movies` split.
-
-    MovieLens has a few titles under two movie ids; retrieval works on titles, so the first
-    occurrence is kept.
-    """
-    spec = {features.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
-            features.MOVIE_GENRES: tf.io.RaggedFeature(tf.int64)}
-    files = tf.io.gfile.glob(file_pattern)
-    if not files:
-        raise FileNotFoundError(f"No movie catalogue files match {file_pattern!r}.")
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096).map(
-        lambda records: tf.io.parse_example(records, spec))
-    titles, genres, seen = [], [], set()
-    for batch in dataset:
-        for title, genre_ids in zip(batch[features.MOVIE_TITLE].numpy(),
-                                    batch[features.MOVIE_GENRES].to_list(), strict=True):
-            if title not in seen:
-                seen.add(title)
-                titles.append(title)
-                genres.append(genre_ids)
-    return np.array(titles, dtype=object), tf.ragged.constant(genres, dtype=tf.int64,
-                                                              ragged_rank=1)
+def rated_mask(histories: tf.RaggedTensor, user_index: tf.Tensor,
+               width: tf.Tensor) -> tf.Tensor:
+    """[batch, width] bool: True at the columns listed in each user's row of `histories`
+    (columns >= width ignored)."""
+    rated = tf.gather(histories, user_index)
+    in_range = rated.flat_values < width
+    indices = tf.stack([rated.value_rowids(), rated.flat_values], axis=1)
+    return tf.scatter_nd(
+        tf.boolean_mask(indices, in_range),
+        tf.ones_like(tf.boolean_mask(rated.flat_values, in_range), dtype=tf.int32),
+        [tf.shape(user_index, out_type=tf.int64)[0], width]) > 0
 
 
 def scann_parameters(num_candidates: int) -> dict:
@@ -138,34 +126,25 @@ class RecommenderModule(tf.Module):
 
     def __init__(self, tf_transform_output: tft.TFTransformOutput, user_tower: tf.keras.Model,
                  movie_tower: tf.keras.Model, rating_head: tf.keras.Model,
-                 catalogue_titles: np.ndarray, catalogue_genres: tf.RaggedTensor,
-                 rated_rows: tf.RaggedTensor, top_k: int):
+                 catalogue: Catalogue, rated_rows: tf.RaggedTensor, top_k: int):
         super().__init__()
-        # Separate layers: TFT fixes the set of fed inputs of a layer on its first call.
         self.user_transform = tft.TransformFeaturesLayer(tf_transform_output)
-        self.movie_transform = tft.TransformFeaturesLayer(tf_transform_output)
         self.user_tower = user_tower
         self.rating_head = rating_head
         self.raw_feature_spec = tf_transform_output.raw_feature_spec()
         self.num_users = tf_transform_output.vocabulary_size_by_name(features.USER_VOCABULARY)
         self.top_k = top_k
 
-        num_candidates = len(catalogue_titles)
-        self.catalogue_titles = tf.constant(list(catalogue_titles), dtype=tf.string)
-        movie_inputs = self.movie_transform({
-            features.MOVIE_TITLE: tf.reshape(tf.concat(
-                [self.catalogue_titles, [b""]], axis=0), [-1, 1]),
-            features.MOVIE_GENRES: tf.concat(
-                [catalogue_genres, tf.ragged.constant([[]], dtype=tf.int64)], axis=0
-            ).to_sparse()})
+        num_candidates = len(catalogue)
+        self.catalogue_titles = tf.constant(list(catalogue.titles), dtype=tf.string)
         # Row N embeds an unknown title (OOV index, no genres), for `rating` on any title.
         self.movie_embeddings = tf.Variable(
-            movie_tower({features.MOVIE_INDEX: movie_inputs[features.MOVIE_INDEX],
-                         features.GENRES_MULTI_HOT: movie_inputs[features.GENRES_MULTI_HOT]}),
+            movie_tower({features.MOVIE_INDEX: catalogue.movie_index,
+                         features.GENRES_MULTI_HOT: catalogue.genres_multi_hot}),
             trainable=False, name="movie_embeddings")
         # The movie index of each catalogue row (row N, an unknown title: the OOV index).
-        self.movie_index_of_row = tf.Variable(movie_inputs[features.MOVIE_INDEX],
-                                              trainable=False, name="movie_index_of_row")
+        self.movie_index_of_row = tf.Variable(catalogue.movie_index, trainable=False,
+                                              name="movie_index_of_row")
         self.title_to_row = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 self.catalogue_titles, tf.range(num_candidates, dtype=tf.int64)),
@@ -247,7 +226,7 @@ class RecommenderModule(tf.Module):
 
     def _rated_mask(self, user_index: tf.Tensor, num_candidates: tf.Tensor) -> tf.Tensor:
         """[B, N] bool: True where the user rated that catalogue title in training."""
-        return model_lib.rated_mask(self.rated_rows, user_index, num_candidates)
+        return rated_mask(self.rated_rows, user_index, num_candidates)
 
     def _top_k(self, scores: tf.Tensor, rows: tf.Tensor) -> dict:
         # [B, k] for every B: ScaNN answers an empty batch with shape [0, 0].

@@ -11,6 +11,7 @@ from components import features, stack
 from components.trainer import histories as histories_lib
 from components.trainer import model as model_lib
 from components.trainer import serving, train
+from components.trainer.catalogue import Catalogue
 from pipeline import configs
 
 TOP_K = 5
@@ -35,20 +36,17 @@ def _build_module(analyze_ratings, ratings: list[dict], titles: list[bytes]):
     movies = transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
     inputs = train.model_inputs(tf.data.Dataset.from_tensor_slices(records), transform_output)
     histories = train.user_histories(inputs, len(users))
-    catalogue_titles = np.array(titles, dtype=object)
-    catalogue_genres = tf.ragged.constant([[i % 3] for i in range(len(catalogue_titles))],
-                                          dtype=tf.int64)
+    catalogue = Catalogue.from_titles(
+        np.array(titles, dtype=object),
+        tf.ragged.constant([[i % 3] for i in range(len(titles))], dtype=tf.int64),
+        transform_output)
     config = dataclasses.replace(configs.MODEL, embedding_dim=8, top_k=TOP_K)
-    assert config.user_history and config.history_time_boundaries and config.rating_history
-    recommender = model_lib.build_model(
-        len(users), len(movies), config,
-        train.genres_by_movie_index(transform_output, catalogue_titles, catalogue_genres,
-                                    len(movies)),
-        user_histories=histories)
+    recommender = model_lib.build_model(len(users), len(movies), config,
+                                        catalogue.genres_by_movie_index(),
+                                        user_histories=histories)
     module = serving.RecommenderModule(
         transform_output, recommender.user_tower, recommender.movie_tower,
-        recommender.rating_head, catalogue_titles, catalogue_genres,
-        train.rated_catalogue_rows(histories, movies, catalogue_titles), TOP_K)
+        recommender.rating_head, catalogue, catalogue.rated_rows(histories), TOP_K)
     return module, histories, movies
 
 
@@ -217,3 +215,15 @@ def test_unrated_answers_users_whose_history_outgrows_scanns_reordering(analyze_
     assert outputs["titles"].shape == outputs["scores"].shape == (2, TOP_K)
     assert not set(outputs["titles"].numpy()[0]) & set(titles[:1_000])
     assert not set(outputs["titles"].numpy()[1]) & set(titles[:3])
+
+
+def test_scann_parameters_scale_with_the_catalogue():
+    small, large = serving.scann_parameters(50), serving.scann_parameters(10_000)
+    assert small["num_leaves"] == 7 and large["num_leaves"] == 100
+    assert small["num_leaves_to_search"] == 7  # a small catalogue is searched whole
+    assert serving.scann_parameters(1_664)["num_leaves_to_search"] == 31
+    assert large["num_leaves_to_search"] == 75
+    assert small["num_reordering_candidates"] == 50
+    million = serving.scann_parameters(1_000_000)  # the search stops widening at 100 leaves
+    assert million["num_leaves"] == 1_000 and million["num_leaves_to_search"] == 100
+    assert million["num_reordering_candidates"] == 1_000

@@ -6,7 +6,6 @@ same graph serves training, the catalogue and raw-input serving.
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -20,18 +19,9 @@ from components.trainer import config as config_lib
 from components.trainer import histories as histories_lib
 from components.trainer import model as model_lib
 from components.trainer import serving
+from components.trainer.catalogue import Catalogue
 
 MODEL_INPUTS = (features.USER_INDEX, features.MOVIE_INDEX, features.RATING_LABEL)
-
-
-def split_file_pattern(train_file_pattern: str, split: str) -> str:
-    """The files of another split of the same Examples artifact (`.../Split-<name>/*`).
-
-    TFX hands run_fn only the train and eval splits; the catalogue split sits beside them.
-    """
-    split_dir = os.path.dirname(train_file_pattern)
-    return os.path.join(os.path.dirname(split_dir), f"Split-{split}",
-                        os.path.basename(train_file_pattern))
 
 
 def read_records(file_patterns: list[str]) -> tf.data.Dataset:
@@ -64,7 +54,7 @@ def model_inputs(records: tf.data.Dataset, tf_transform_output: tft.TFTransformO
                  validation_fraction: float = 0.0,
                  validation_split: str = config_lib.RANDOM_VALIDATION) -> dict[str, np.ndarray]:
     """Raw examples parsed and put through Transform's graph in large batches, as numpy
-    columns: MODEL_INPUTS, the demographics where the dataset has them, the raw timestamp
+    columns: MODEL_INPUTS, the raw timestamp
     (the request time: nothing for Transform to learn from it), and VALIDATION (by the rating's
     hash, or under `validation_split="time"` the latest `validation_fraction`). Rows are in
     one canonical order (user, time, title, rating), so that training depends on which
@@ -72,14 +62,12 @@ def model_inputs(records: tf.data.Dataset, tf_transform_output: tft.TFTransformO
     transform = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     raw_spec = {name: raw_spec[name] for name in (
-        features.USER_ID, features.MOVIE_TITLE, features.RATING, features.TIMESTAMP,
-        *features.DEMOGRAPHIC_FEATURES) if name in raw_spec}
+        features.USER_ID, features.MOVIE_TITLE, features.RATING, features.TIMESTAMP)}
 
     def parse_and_transform(batch):
         raw = tf.io.parse_example(batch, raw_spec)
         transformed = transform(raw)
-        columns = {name: transformed[name] for name in (*MODEL_INPUTS, features.USER_DEMOGRAPHICS)
-                   if name in transformed}
+        columns = {name: transformed[name] for name in MODEL_INPUTS}
         columns[features.TIMESTAMP] = tf.reshape(raw[features.TIMESTAMP], [-1])
         columns[VALIDATION] = in_validation_slice(
             tf.reshape(raw[features.USER_ID], [-1]), tf.reshape(raw[features.MOVIE_TITLE], [-1]),
@@ -151,79 +139,34 @@ def user_histories(inputs: dict[str, np.ndarray], num_users: int) -> histories_l
         inputs[features.RATING_LABEL], num_users)
 
 
-def user_demographics(inputs: list[dict[str, np.ndarray]], num_users: int) -> np.ndarray | None:
-    """[num_users + 1, 3] demographic indices per user index (None where the dataset has no
-    demographics). Users without examples, and the OOV user, get each feature's extra
-    "unknown" index."""
-    if not any(features.USER_DEMOGRAPHICS in columns for columns in inputs):
-        return None
-    table = np.tile(np.array(features.DEMOGRAPHIC_SIZES, dtype=np.int64), (num_users + 1, 1))
-    for columns in inputs:
-        if columns:
-            table[columns[features.USER_INDEX]] = columns[features.USER_DEMOGRAPHICS]
-    return table
-
-
-def rated_catalogue_rows(histories: histories_lib.UserHistories, movie_vocabulary: list[bytes],
-                         catalogue_titles: np.ndarray) -> tf.RaggedTensor:
-    """The titles each user rated as sorted, distinct catalogue rows (titles outside the
-    vocabulary dropped), [num_users + 1, None]."""
-    row_of_title = {title: row for row, title in enumerate(catalogue_titles)}
-    row_of_movie = np.array([row_of_title.get(title, -1) for title in movie_vocabulary] + [-1],
-                            dtype=np.int64)
-    row_splits, rows = histories.distinct_rows(row_of_movie)
-    return tf.RaggedTensor.from_row_splits(rows, row_splits)
-
-
-def genres_by_movie_index(tf_transform_output: tft.TFTransformOutput,
-                          catalogue_titles: np.ndarray, catalogue_genres: tf.RaggedTensor,
-                          num_movies: int) -> np.ndarray:
-    """[num_movies, NUM_GENRES] genre indicators of each vocabulary movie, through Transform's
-    graph (rows of titles absent from the catalogue stay zero)."""
-    transformed = tf_transform_output.transform_features_layer()({
-        features.MOVIE_TITLE: tf.reshape(tf.constant(list(catalogue_titles), tf.string), [-1, 1]),
-        features.MOVIE_GENRES: catalogue_genres.to_sparse()})
-    table = np.zeros((num_movies, features.NUM_GENRES), dtype=np.float32)
-    indices = transformed[features.MOVIE_INDEX].numpy()
-    in_vocabulary = indices < num_movies
-    table[indices[in_vocabulary]] = transformed[features.GENRES_MULTI_HOT].numpy()[in_vocabulary]
-    return table
-
-
-def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTransformOutput,
-                 config: config_lib.ModelConfig, log_dir: str | None = None,
+def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
+                 tf_transform_output: tft.TFTransformOutput, config: config_lib.ModelConfig,
+                 log_dir: str | None = None,
                  serve_validation_ratings: bool = True) -> serving.RecommenderModule:
-    """Trains the model on the given raw training examples; returns the serving module.
+    """Trains the model on the given raw training examples (and ExampleGen's `movies` split,
+    the catalogue); returns the serving module.
 
     Training sees only the fit part's ratings, in the loss and in the users' histories, so the
     validation slice stays unseen. The served histories (the history term, and the rated
     titles that `_unrated` metrics leave out) add the validation slice's ratings, unless
     `serve_validation_ratings` is False: tuning scores the module on that slice.
     """
-    user_vocabulary = tf_transform_output.vocabulary_by_name(features.USER_VOCABULARY)
-    movie_vocabulary = tf_transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
+    num_users = tf_transform_output.vocabulary_size_by_name(features.USER_VOCABULARY)
     inputs = model_inputs(read_records(train_file_patterns), tf_transform_output,
                           config.validation_fraction, config.validation_split)
     if not inputs or inputs[VALIDATION].all():
         raise ValueError(f"No training examples in {train_file_patterns}.")
     fit_part = {name: column[~inputs[VALIDATION]] for name, column in inputs.items()}
     validation = {name: column[inputs[VALIDATION]] for name, column in inputs.items()}
-    catalogue_titles, catalogue_genres = serving.read_catalogue(
-        split_file_pattern(train_file_patterns[0], features.MOVIES_SPLIT))
-    fit_histories = user_histories(fit_part, len(user_vocabulary))
+    catalogue = Catalogue.read(catalogue_file_pattern, tf_transform_output)
+    fit_histories = user_histories(fit_part, num_users)
     served_histories = fit_histories
     if serve_validation_ratings:
         served_histories = fit_histories.merged(user_histories(validation,
-                                                               len(user_vocabulary)))
+                                                               num_users))
 
-    movie_frequencies = np.bincount(fit_part[features.MOVIE_INDEX],
-                                    minlength=len(movie_vocabulary) + 1)
-    model = model_lib.build_model(
-        len(user_vocabulary), len(movie_vocabulary), config,
-        genres_by_movie_index(tf_transform_output, catalogue_titles, catalogue_genres,
-                              len(movie_vocabulary)),
-        movie_frequencies, fit_histories,
-        user_demographics([inputs], len(user_vocabulary)))
+    model = model_lib.build_model(num_users, catalogue.num_movies, config,
+                                  catalogue.genres_by_movie_index(), fit_histories)
     callbacks = [tf.keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.early_stopping_patience,
         restore_best_weights=True)]
@@ -256,17 +199,18 @@ def train_module(train_file_patterns: list[str], tf_transform_output: tft.TFTran
     for term, weights in model.user_tower.learnt_time_weights().items():
         logging.info("Learnt %s term weights, by time before the request (from 1 s, %s s): %s",
                      term, config.history_time_boundaries, [float(f"{w:.4g}") for w in weights])
-    if config.user_history:
-        model.user_tower.history.assign(served_histories)
+    model.user_tower.history.assign(served_histories)
     return serving.RecommenderModule(
         tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,
-        catalogue_titles, catalogue_genres,
-        rated_catalogue_rows(served_histories, movie_vocabulary, catalogue_titles),
-        config.top_k)
+        catalogue, catalogue.rated_rows(served_histories), config.top_k)
 
 
 def run_fn(fn_args: FnArgs) -> None:
-    module = train_module(fn_args.train_files, tft.TFTransformOutput(fn_args.transform_output),
+    """The pipeline's Trainer trains on two splits (its TrainArgs): the ratings and the
+    catalogue, in that order; TFX's split helpers give each its file pattern."""
+    train_files, catalogue_files = fn_args.train_files
+    module = train_module([train_files], catalogue_files,
+                          tft.TFTransformOutput(fn_args.transform_output),
                           config_lib.ModelConfig.from_custom_config(fn_args.custom_config),
                           log_dir=fn_args.model_run_dir)
     module.save(fn_args.serving_model_dir)

@@ -2,12 +2,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import features
-from components.trainer import serving, train
-
-
-def test_split_file_pattern_points_at_the_sibling_split():
-    assert train.split_file_pattern("/root/Examples/7/Split-train/*", "movies") == \
-        "/root/Examples/7/Split-movies/*"
+from components.trainer import train
 
 
 def _ratings(users, movies, times, ratings=None):
@@ -55,67 +50,6 @@ def test_histories_are_in_time_order_per_user():
     assert histories.movies.tolist() == [0, 1, 1, 2] and histories.times.tolist() == [40, 50, 7, 9]
     assert histories.ratings.tolist() == [2.0, 1.0, 3.0, 4.0]
     assert train.user_histories({}, num_users=2).row_splits.tolist() == [0, 0, 0, 0]
-
-
-def test_rated_catalogue_rows_are_distinct_catalogue_rows():
-    histories = train.user_histories(
-        _ratings([0, 0, 0, 1, 2], [1, 0, 1, 1, 2], [1, 2, 3, 4, 5]), num_users=2)
-    vocabulary = [b"B", b"A"]  # index 2 is the out-of-vocabulary bucket
-    catalogue = np.array([b"A", b"B", b"C"], dtype=object)
-    assert train.rated_catalogue_rows(histories, vocabulary, catalogue).to_list() == [
-        [0, 1], [0], []]
-
-
-def test_user_demographics_table_marks_unseen_users_unknown():
-    columns = {features.USER_INDEX: np.array([1, 1], dtype="int64"),
-               features.USER_DEMOGRAPHICS: np.array([[1, 2, 3], [1, 2, 3]], dtype="int64")}
-    unknown = list(features.DEMOGRAPHIC_SIZES)
-    assert train.user_demographics([columns, {}], num_users=2).tolist() == [
-        unknown, [1, 2, 3], unknown]
-    without = {features.USER_INDEX: columns[features.USER_INDEX]}
-    assert train.user_demographics([without], num_users=2) is None
-
-
-def test_read_catalogue_keeps_first_of_duplicate_titles(tmp_path):
-    def example(title, genres):
-        return tf.train.Example(features=tf.train.Features(feature={
-            features.MOVIE_TITLE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[title])),
-            features.MOVIE_GENRES: tf.train.Feature(int64_list=tf.train.Int64List(value=genres)),
-        })).SerializeToString()
-
-    path = str(tmp_path / "movies.gz")
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for title, genres in ((b"A", [1]), (b"B", [2, 3]), (b"A", [4])):
-            writer.write(example(title, genres))
-    titles, genres = serving.read_catalogue(str(tmp_path / "*.gz"))
-    assert list(titles) == [b"A", b"B"] and genres.to_list() == [[1], [2, 3]]
-
-
-def test_scann_parameters_scale_with_the_catalogue():
-    small, large = serving.scann_parameters(50), serving.scann_parameters(10_000)
-    assert small["num_leaves"] == 7 and large["num_leaves"] == 100
-    assert small["num_leaves_to_search"] == 7  # a small catalogue is searched whole
-    assert serving.scann_parameters(1_664)["num_leaves_to_search"] == 31
-    assert large["num_leaves_to_search"] == 75
-    assert small["num_reordering_candidates"] == 50
-    million = serving.scann_parameters(1_000_000)  # the search stops widening at 100 leaves
-    assert million["num_leaves"] == 1_000 and million["num_leaves_to_search"] == 100
-    assert million["num_reordering_candidates"] == 1_000
-
-
-def test_genres_by_movie_index_follows_the_transform_vocabulary(analyze_transform):
-    spec = {features.USER_ID: tf.io.FixedLenFeature([1], tf.string),
-            features.MOVIE_TITLE: tf.io.FixedLenFeature([1], tf.string),
-            features.MOVIE_GENRES: tf.io.VarLenFeature(tf.int64),
-            features.RATING: tf.io.FixedLenFeature([1], tf.float32)}
-    ratings = [{"user_id": [b"1"], "movie_title": [title], "movie_genres": [0],
-                "user_rating": [3.0]} for title in (b"B", b"B", b"A")]  # index: B 0, A 1
-    output = analyze_transform(ratings, spec)
-    titles = np.array([b"A", b"C", b"B"], dtype=object)  # C is outside the vocabulary
-    genres = tf.ragged.constant([[1, 2], [3], [4]], dtype=tf.int64)
-    table = train.genres_by_movie_index(output, titles, genres, num_movies=2)
-    assert table.shape == (2, features.NUM_GENRES)
-    assert list(table[0].nonzero()[0]) == [4] and list(table[1].nonzero()[0]) == [1, 2]
 
 
 def test_model_inputs_do_not_depend_on_the_order_of_the_records(analyze_ratings):

@@ -23,20 +23,8 @@ def genres_multi_hot(genres: tf.SparseTensor) -> tf.Tensor:
     return tf.cast(tf.sparse.to_indicator(genres, features.NUM_GENRES), tf.float32)
 
 
-def user_demographics(gender: tf.Tensor, age: tf.Tensor, occupation: tf.Tensor) -> tf.Tensor:
-    """[batch, 3] int64: gender, age bucket (TFDS's bucket lower bounds) and occupation label,
-    each clipped into its range of features.DEMOGRAPHIC_SIZES."""
-    age_bucket = tf.searchsorted(tf.constant(features.AGE_BUCKET_BOUNDARIES, tf.float32),
-                                 _flat(tf.cast(age, tf.float32)), side="right")
-    columns = [_flat(tf.cast(gender, tf.int64)), tf.cast(age_bucket, tf.int64),
-               _flat(tf.cast(occupation, tf.int64))]
-    return tf.stack([tf.clip_by_value(column, 0, size - 1)
-                     for column, size in zip(columns, features.DEMOGRAPHIC_SIZES, strict=True)],
-                    axis=1)
-
-
 def preprocessing_fn(inputs: dict) -> dict:
-    outputs = {
+    return {
         features.USER_INDEX: tft.compute_and_apply_vocabulary(
             _flat(inputs[features.USER_ID]), num_oov_buckets=NUM_OOV_BUCKETS,
             vocab_filename=features.USER_VOCABULARY),
@@ -46,7 +34,3 @@ def preprocessing_fn(inputs: dict) -> dict:
         features.GENRES_MULTI_HOT: genres_multi_hot(inputs[features.MOVIE_GENRES]),
         features.RATING_LABEL: _flat(inputs[features.RATING]),
     }
-    if all(name in inputs for name in features.DEMOGRAPHIC_FEATURES):
-        outputs[features.USER_DEMOGRAPHICS] = user_demographics(
-            *(inputs[name] for name in features.DEMOGRAPHIC_FEATURES))
-    return outputs

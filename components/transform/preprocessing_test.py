@@ -41,17 +41,8 @@ def test_vocabularies_index_by_frequency_and_outputs_are_model_ready():
     assert all(len(g) == features.NUM_GENRES for g in genres)
     assert [i for i, v in enumerate(genres[0]) if v] == [1, 6]
     assert [i for i, v in enumerate(genres[2]) if v] == [6, 7]
-    assert features.USER_DEMOGRAPHICS not in rows[0]  # MovieLens latest, 20m, 25m: none
-
-
-def test_demographics_are_emitted_where_the_dataset_has_them():
-    spec = {**RAW_SPEC, features.USER_GENDER: tf.io.FixedLenFeature([1], tf.int64),
-            features.USER_AGE: tf.io.FixedLenFeature([1], tf.float32),
-            features.USER_OCCUPATION: tf.io.FixedLenFeature([1], tf.int64)}
-    raw = [{**row, "user_gender": [1], "bucketized_user_age": [35.0],
-            "user_occupation_label": [4]} for row in RAW]
-    rows = _analyze_and_transform(raw, spec)
-    assert [list(row[features.USER_DEMOGRAPHICS]) for row in rows] == [[1, 3, 4]] * 3
+    assert set(rows[0]) == {features.USER_INDEX, features.MOVIE_INDEX,
+                            features.GENRES_MULTI_HOT, features.RATING_LABEL}
 
 
 def test_genres_multi_hot_ignores_order_and_duplicates():
@@ -59,10 +50,3 @@ def test_genres_multi_hot_ignores_order_and_duplicates():
     dense = preprocessing.genres_multi_hot(genres).numpy()
     assert dense.shape == (2, features.NUM_GENRES)
     assert list(dense[0].nonzero()[0]) == [1, 3] and list(dense[1].nonzero()[0]) == []
-
-
-def test_demographics_become_indices_in_range():
-    demographics = preprocessing.user_demographics(
-        tf.constant([[1], [0], [1]], tf.int64), tf.constant([[1.0], [25.0], [56.0]]),
-        tf.constant([[20], [3], [99]], tf.int64)).numpy()
-    assert demographics.tolist() == [[1, 0, 20], [0, 2, 3], [1, 6, 21]]

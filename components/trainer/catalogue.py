@@ -1,0 +1,93 @@
+"""The movie catalogue, read once from ExampleGen's `movies` split and put through Transform once.
+
+It owns the bridge between the two index spaces: catalogue rows (one per distinct title, what
+the served signatures return and ScaNN indexes) and movie indices (Transform's title
+vocabulary, what the model's embeddings are indexed by; titles seen in no training rating share
+the out-of-vocabulary index `num_movies`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features
+from components.trainer.histories import UserHistories
+
+
+def read_titles_and_genres(file_pattern: str) -> tuple[np.ndarray, tf.RaggedTensor]:
+    """Unique titles [N] and their genre ids [N, None] from ExampleGen's `movies` split files.
+
+    MovieLens has a few titles under two movie ids; retrieval works on titles, so the first
+    occurrence is kept.
+    """
+    spec = {features.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
+            features.MOVIE_GENRES: tf.io.RaggedFeature(tf.int64)}
+    files = tf.io.gfile.glob(file_pattern)
+    if not files:
+        raise FileNotFoundError(f"No movie catalogue files match {file_pattern!r}.")
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096).map(
+        lambda records: tf.io.parse_example(records, spec))
+    titles, genres, seen = [], [], set()
+    for batch in dataset:
+        for title, genre_ids in zip(batch[features.MOVIE_TITLE].numpy(),
+                                    batch[features.MOVIE_GENRES].to_list(), strict=True):
+            if title not in seen:
+                seen.add(title)
+                titles.append(title)
+                genres.append(genre_ids)
+    return np.array(titles, dtype=object), tf.ragged.constant(genres, dtype=tf.int64,
+                                                              ragged_rank=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalogue:
+    """N titles and what Transform made of them, plus row N: an unknown title (the OOV index,
+    no genres), so that any title can be rated through the shared OOV embedding."""
+
+    titles: np.ndarray  # [N] bytes
+    movie_index: np.ndarray  # [N + 1] int64: each row's movie index
+    genres_multi_hot: np.ndarray  # [N + 1, NUM_GENRES] float32
+    num_movies: int  # the vocabulary's size, which is also the OOV index
+
+    @classmethod
+    def from_titles(cls, titles: np.ndarray, genres: tf.RaggedTensor,
+                    tf_transform_output: tft.TFTransformOutput) -> "Catalogue":
+        transformed = tf_transform_output.transform_features_layer()({
+            features.MOVIE_TITLE: tf.reshape(tf.constant([*titles, b""], tf.string), [-1, 1]),
+            features.MOVIE_GENRES: tf.concat(
+                [genres, tf.ragged.constant([[]], dtype=tf.int64)], axis=0).to_sparse()})
+        return cls(titles, transformed[features.MOVIE_INDEX].numpy(),
+                   transformed[features.GENRES_MULTI_HOT].numpy(),
+                   tf_transform_output.vocabulary_size_by_name(features.MOVIE_VOCABULARY))
+
+    @classmethod
+    def read(cls, file_pattern: str, tf_transform_output: tft.TFTransformOutput) -> "Catalogue":
+        return cls.from_titles(*read_titles_and_genres(file_pattern), tf_transform_output)
+
+    def __len__(self) -> int:
+        return len(self.titles)
+
+    def _in_vocabulary(self) -> np.ndarray:
+        """[N] bool: the titles that have a movie index of their own."""
+        return self.movie_index[:-1] < self.num_movies
+
+    def genres_by_movie_index(self) -> np.ndarray:
+        """[num_movies, NUM_GENRES] genre indicators of each vocabulary movie (rows of titles
+        absent from the catalogue stay zero)."""
+        table = np.zeros((self.num_movies, features.NUM_GENRES), dtype=np.float32)
+        kept = self._in_vocabulary()
+        table[self.movie_index[:-1][kept]] = self.genres_multi_hot[:-1][kept]
+        return table
+
+    def rated_rows(self, histories: UserHistories) -> tf.RaggedTensor:
+        """The titles each user rated, as sorted, distinct catalogue rows (movies outside the
+        catalogue dropped), [num_users + 1, None]."""
+        row_of_movie = np.full(self.num_movies + 1, -1, dtype=np.int64)
+        kept = self._in_vocabulary()
+        row_of_movie[self.movie_index[:-1][kept]] = np.flatnonzero(kept)
+        row_splits, rows = histories.distinct_rows(row_of_movie)
+        return tf.RaggedTensor.from_row_splits(rows, row_splits)

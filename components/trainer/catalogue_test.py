@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import features
+from components.trainer import histories as histories_lib
+from components.trainer.catalogue import Catalogue, read_titles_and_genres
+
+
+def test_read_titles_and_genres_keeps_the_first_of_duplicate_titles(tmp_path):
+    def example(title, genres):
+        return tf.train.Example(features=tf.train.Features(feature={
+            features.MOVIE_TITLE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[title])),
+            features.MOVIE_GENRES: tf.train.Feature(int64_list=tf.train.Int64List(value=genres)),
+        })).SerializeToString()
+
+    path = str(tmp_path / "movies.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for title, genres in ((b"A", [1]), (b"B", [2, 3]), (b"A", [4])):
+            writer.write(example(title, genres))
+    titles, genres = read_titles_and_genres(str(tmp_path / "*.gz"))
+    assert list(titles) == [b"A", b"B"] and genres.to_list() == [[1], [2, 3]]
+
+
+def test_missing_catalogue_files_are_named(tmp_path):
+    pattern = str(tmp_path / "Split-movies" / "*")
+    with pytest.raises(FileNotFoundError, match="No movie catalogue files match"):
+        read_titles_and_genres(pattern)
+
+
+def _catalogue(analyze_transform) -> Catalogue:
+    spec = {features.USER_ID: tf.io.FixedLenFeature([1], tf.string),
+            features.MOVIE_TITLE: tf.io.FixedLenFeature([1], tf.string),
+            features.MOVIE_GENRES: tf.io.VarLenFeature(tf.int64),
+            features.RATING: tf.io.FixedLenFeature([1], tf.float32)}
+    ratings = [{"user_id": [b"1"], "movie_title": [title], "movie_genres": [0],
+                "user_rating": [3.0]} for title in (b"B", b"B", b"A")]  # index: B 0, A 1
+    output = analyze_transform(ratings, spec)
+    titles = np.array([b"A", b"C", b"B"], dtype=object)  # C is outside the vocabulary
+    genres = tf.ragged.constant([[1, 2], [3], [4]], dtype=tf.int64)
+    return Catalogue.from_titles(titles, genres, output)
+
+
+def test_catalogue_rows_carry_transform_indices_and_an_unknown_title_row(analyze_transform):
+    catalogue = _catalogue(analyze_transform)
+    assert len(catalogue) == 3 and catalogue.num_movies == 2
+    assert catalogue.movie_index.tolist() == [1, 2, 0, 2]  # C and the unknown row: OOV
+    assert catalogue.genres_multi_hot.shape == (4, features.NUM_GENRES)
+    assert not catalogue.genres_multi_hot[3].any()
+
+
+def test_genres_by_movie_index_follows_the_transform_vocabulary(analyze_transform):
+    table = _catalogue(analyze_transform).genres_by_movie_index()
+    assert table.shape == (2, features.NUM_GENRES)
+    assert list(table[0].nonzero()[0]) == [4] and list(table[1].nonzero()[0]) == [1, 2]
+
+
+def test_rated_rows_are_distinct_catalogue_rows(analyze_transform):
+    histories = histories_lib.UserHistories.from_ratings(
+        users=np.array([0, 0, 0, 1, 2]), movies=np.array([1, 0, 1, 1, 2]),
+        times=np.arange(5), ratings=np.full(5, 3.0, np.float32), num_users=2)
+    # Movie 1 (A) is row 0, movie 0 (B) row 2; the OOV movie 2 has no row.
+    assert _catalogue(analyze_transform).rated_rows(histories).to_list() == [[0, 2], [0], []]
