@@ -56,8 +56,12 @@ class ModelConfig:
     # (Koren's explicit neighbourhood term), weighted by time buckets of its own.
     history_time_boundaries: tuple[float, ...] = (60, 600, 3_600, 21_600, 86_400, 259_200,
                                                   604_800, 2_592_000, 7_776_000)
+    # L2 penalty on the user and title embedding tables, applied by the optimizer to the rows
+    # each step updates (components/trainer/lazy_adam.py: a step's cost then stays
+    # independent of the vocabularies' sizes).
     l2_regularization: float = 1e-4
-    # Adam's learning rate (the optimizer of every tuning round since the first).
+    # Adam's learning rate (the optimizer of every tuning round since the first); its sparse
+    # updates are lazy: only the rows a batch read move.
     learning_rate: float = 0.01
     batch_size: int = 1024
     # Training stops when the validation loss (both tasks' weighted loss, without the L2

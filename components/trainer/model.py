@@ -18,11 +18,7 @@ import tensorflow_recommenders as tfrs
 from components import features
 from components.trainer.config import ModelConfig
 from components.trainer.histories import UserHistories
-
-
-def _regularizer(config: ModelConfig):
-    return tf.keras.regularizers.l2(config.l2_regularization) if config.l2_regularization else None
-
+from components.trainer.lazy_adam import LazyAdam
 
 # History keys are user index * 2**32 + time, so one binary search finds a user's ratings before a
 # time. MovieLens times (seconds since 1970) stay below 2**32 until 2106; request times outside
@@ -252,8 +248,7 @@ class UserTower(tf.keras.Model):
         self.recent_history_size = config.recent_history_size
 
         def embedding(rows: int, name: str) -> tf.keras.layers.Embedding:
-            return tf.keras.layers.Embedding(rows, config.embedding_dim, name=name,
-                                             embeddings_regularizer=_regularizer(config))
+            return tf.keras.layers.Embedding(rows, config.embedding_dim, name=name)
 
         self.user_embedding = embedding(num_users + 1, "user_embedding")
         self.history = HistoryTable(histories)
@@ -267,6 +262,11 @@ class UserTower(tf.keras.Model):
                                              boundaries, name="session_term")
         self.rated_term = TimeWeightedMean(embedding(num_movies + 1, "rated_embedding"),
                                            boundaries, name="rated_term")
+
+    def embedding_tables(self) -> list[tf.keras.layers.Embedding]:
+        """The user's and the titles' embedding tables (those the L2 penalty applies to)."""
+        return [self.user_embedding, self.taste_history.embedding, self.session_term.embedding,
+                self.rated_term.embedding]
 
     def learnt_time_weights(self) -> dict[str, list[float]]:
         """Each recent term's learnt weight of a rating made 1 s before the request and at each
@@ -341,6 +341,9 @@ def _with_bias_one(vector: tf.Tensor) -> tf.Tensor:
     return tf.concat([vector, tf.ones_like(vector[:, :1])], axis=1)
 
 
+TITLE_EMBEDDING = "title_embedding"
+
+
 def build_movie_tower(num_movies: int, config: ModelConfig) -> tf.keras.Model:
     """movie_index [batch], genres_multi_hot [batch, 21] -> movie embedding [batch, dim + 1].
 
@@ -350,9 +353,8 @@ def build_movie_tower(num_movies: int, config: ModelConfig) -> tf.keras.Model:
     movie_index = tf.keras.Input(shape=(), dtype=tf.int64, name=features.MOVIE_INDEX)
     genres = tf.keras.Input(shape=(features.NUM_GENRES,), dtype=tf.float32,
                             name=features.GENRES_MULTI_HOT)
-    title_embedding = tf.keras.layers.Embedding(
-        num_movies + 1, config.embedding_dim, embeddings_regularizer=_regularizer(config),
-        name="title_embedding")(movie_index)
+    title_embedding = tf.keras.layers.Embedding(num_movies + 1, config.embedding_dim,
+                                                name=TITLE_EMBEDDING)(movie_index)
     genre_embedding = tf.keras.layers.Dense(config.embedding_dim, use_bias=False,
                                             name="genre_embedding")(genres)
     embedding = tf.keras.layers.Add(name="movie_embedding")([title_embedding, genre_embedding])
@@ -465,6 +467,12 @@ class MultiTaskRecommender(tfrs.Model):
         return self.retrieval_weight * retrieval_loss + self.rating_weight * rating_loss
 
 
+# Embedding tables up to this many rows are updated densely (see LazyAdam): at ml-100k's and
+# ml-1m's sizes (at most 6,041 rows) lazy updates cost 2 to 5 % more a step; ml-25m's tables
+# (59k titles, 162k users) are where they pay, 361 -> 212 ms a step (benchmarks/step_cost.py).
+DENSE_UPDATE_MAX_ROWS = 32_768
+
+
 def build_model(num_users: int, num_movies: int, config: ModelConfig, movie_genres: np.ndarray,
                 user_histories: UserHistories) -> MultiTaskRecommender:
     """The compiled model. `movie_genres` [num_movies, NUM_GENRES] (genres by movie index);
@@ -476,5 +484,9 @@ def build_model(num_users: int, num_movies: int, config: ModelConfig, movie_genr
     model = MultiTaskRecommender(UserTower(num_users, num_movies, config, user_histories),
                                  build_movie_tower(num_movies, config),
                                  build_rating_head(config), config, movie_genres)
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=config.learning_rate))
+    model.compile(optimizer=LazyAdam(
+        config.learning_rate, l2=config.l2_regularization,
+        l2_tables=[*model.user_tower.embedding_tables(),
+                   model.movie_tower.get_layer(TITLE_EMBEDDING)],
+        dense_max_rows=DENSE_UPDATE_MAX_ROWS))
     return model
