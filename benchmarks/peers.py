@@ -3,7 +3,7 @@
 Each returns a dict with `score_users` (user indices -> [n, titles] scores), or
 `score_examples` (eval rating rows -> [n, titles] scores, for a model that uses the request
 time), and/or `predict` (user and title indices -> ratings). Hyperparameters are picked on
-a validation slice carved from the training split, never on the eval split.
+the Trainer's own validation slice of the training split, never on the eval split.
 """
 
 from __future__ import annotations
@@ -14,12 +14,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks.ranking import Ratings, per_user, top_k_accuracy
+from components.trainer import train
+from pipeline import configs
 
 
-def validation_split(data: Ratings, fraction: float = 0.1, seed: int = 0) -> Ratings:
-    """A Ratings whose eval part is a random slice of `data`'s training ratings."""
-    rng = np.random.default_rng(seed)
-    held_out = rng.random(len(data.train_users)) < fraction
+def validation_split(data: Ratings) -> Ratings:
+    """A Ratings whose eval part is the Trainer's validation slice of `data`'s training ratings
+    (its rule and fraction), so that the peers and the model are tuned on the same ratings."""
+    held_out = train.validation_mask(data.user_ids[data.train_users],
+                                     data.titles[data.train_items], data.train_times,
+                                     configs.MODEL.validation_fraction, data.validation_rule)
     return dataclasses.replace(
         data, train_users=data.train_users[~held_out], train_items=data.train_items[~held_out],
         train_ratings=data.train_ratings[~held_out], train_times=data.train_times[~held_out],

@@ -27,7 +27,8 @@ from benchmarks.ranking import KS, Ratings, per_user, rmse, top_k_accuracy
 from components import evaluation_contract as contract
 from components import features, stack
 from components.trainer import catalogue
-from pipeline import configs, metadata
+from components.trainer import config as config_lib
+from pipeline import configs, metadata, runner_args
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS_DIR = str(ROOT / "benchmarks" / "results")
@@ -61,7 +62,8 @@ def run_pipeline(raw_dir: str, output_dir: str, protocol: str = configs.SPLIT_PR
             "trainer_seconds": runs["Trainer"].seconds}
 
 
-def load_ratings(examples: metadata_store_pb2.Artifact) -> Ratings:
+def load_ratings(examples: metadata_store_pb2.Artifact,
+                 validation_rule: str = config_lib.RANDOM_VALIDATION) -> Ratings:
     spec = {features.USER_ID: tf.io.FixedLenFeature([], tf.string),
             features.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
             features.RATING: tf.io.FixedLenFeature([], tf.float32),
@@ -88,7 +90,7 @@ def load_ratings(examples: metadata_store_pb2.Artifact) -> Ratings:
                 np.array([title_index[t] for t in split[features.MOVIE_TITLE]]),
                 split[features.RATING].astype(np.float64), split[features.TIMESTAMP])
 
-    return Ratings(user_ids, titles, *indices(train), *indices(evaluation))
+    return Ratings(user_ids, titles, *indices(train), *indices(evaluation), validation_rule)
 
 
 def load_pushed_model(model_dir: str, data: Ratings):
@@ -284,7 +286,7 @@ def main(argv: list[str]) -> int:
 
     print("Running the pipeline ...", flush=True)
     run = run_pipeline(args.raw_dir, args.output_dir or pipeline_root(args.split), args.split)
-    data = load_ratings(run["examples"])
+    data = load_ratings(run["examples"], runner_args.validation_rule(args.split))
     print(f"Split: {len(data.train_users)} train / {len(data.eval_users)} eval ratings, "
           f"{data.shape[0]} users, {data.shape[1]} titles. Training peers ...", flush=True)
 

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from components import evaluation_contract as contract
+from components.trainer import config as config_lib
 
 KS = contract.KS  # the pipeline Evaluator's
 
@@ -32,6 +33,8 @@ class Ratings:
     eval_items: np.ndarray
     eval_ratings: np.ndarray
     eval_times: np.ndarray  # seconds since the epoch
+    # The Trainer's rule for its validation slice of the training ratings (peers tune on it).
+    validation_rule: str = config_lib.RANDOM_VALIDATION
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -26,6 +26,13 @@ def split_protocol(text: str, dataset: str) -> str:
     return str(splits.parse_protocol(text, configs.EVAL_FRACTION, dataset))
 
 
+def validation_rule(protocol: str) -> str:
+    """The Trainer's validation slice under a split protocol: the latest ratings under `time`,
+    hash-chosen otherwise."""
+    return (config_lib.TIME_VALIDATION if protocol.startswith(splits.TIME)
+            else config_lib.RANDOM_VALIDATION)
+
+
 def shared_pipeline_args(epochs: int, min_top_100_accuracy: float, max_rmse: float,
                          protocol: str = configs.SPLIT_PROTOCOL) -> dict:
     """Split, step code, hyperparameters and evaluation: identical on every platform. The
@@ -40,8 +47,7 @@ def shared_pipeline_args(epochs: int, min_top_100_accuracy: float, max_rmse: flo
         "run_fn": configs.RUN_FN,
         "hyperparameters": dataclasses.replace(
             configs.MODEL, epochs=epochs,
-            validation_split=(config_lib.TIME_VALIDATION if protocol.startswith(splits.TIME)
-                              else config_lib.RANDOM_VALIDATION)).as_custom_config(),
+            validation_split=validation_rule(protocol)).as_custom_config(),
         "eval_config": eval_config.build_eval_config(
             min_top_100_accuracy=min_top_100_accuracy, max_rmse=max_rmse,
             max_top_100_accuracy_drop=configs.MAX_TOP_100_ACCURACY_DROP,

@@ -80,14 +80,29 @@ def model_inputs(records: tf.data.Dataset, tf_transform_output: tft.TFTransformO
     if not batches:
         return {}
     columns = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
-    if validation_split == config_lib.TIME_VALIDATION:
+    if _checked_rule(validation_split) == config_lib.TIME_VALIDATION:
         columns[VALIDATION] = latest_fraction(columns[features.TIMESTAMP], validation_fraction)
-    elif validation_split != config_lib.RANDOM_VALIDATION:
-        raise ValueError(f"validation_split must be {config_lib.RANDOM_VALIDATION!r} or "
-                         f"{config_lib.TIME_VALIDATION!r}, got {validation_split!r}.")
     order = np.lexsort([columns[name] for name in (
         features.RATING_LABEL, features.MOVIE_INDEX, features.TIMESTAMP, features.USER_INDEX)])
     return {name: column[order] for name, column in columns.items()}
+
+
+def _checked_rule(validation_split: str) -> str:
+    if validation_split not in (config_lib.RANDOM_VALIDATION, config_lib.TIME_VALIDATION):
+        raise ValueError(f"validation_split must be {config_lib.RANDOM_VALIDATION!r} or "
+                         f"{config_lib.TIME_VALIDATION!r}, got {validation_split!r}.")
+    return validation_split
+
+
+def validation_mask(user_ids: np.ndarray, movie_titles: np.ndarray, timestamps: np.ndarray,
+                    fraction: float, validation_split: str) -> np.ndarray:
+    """[n] bool: the ratings the Trainer's validation slice takes, from their raw values (what
+    model_inputs decides in its input pipeline; the quality benchmark's peers tune on it)."""
+    if _checked_rule(validation_split) == config_lib.TIME_VALIDATION:
+        return latest_fraction(timestamps, fraction)
+    return in_validation_slice(tf.constant(user_ids, tf.string),
+                               tf.constant(movie_titles, tf.string),
+                               tf.constant(timestamps, tf.int64), fraction).numpy()
 
 
 def latest_fraction(timestamps: np.ndarray, fraction: float) -> np.ndarray:

@@ -1,8 +1,10 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from components import features
 from components.trainer import train
+from components.trainer.conftest import serialize
 
 
 def _ratings(users, movies, times, ratings=None):
@@ -72,3 +74,21 @@ def test_the_time_rule_holds_out_the_latest_ratings():
     times = np.array([50, 10, 40, 30, 20, 60, 70, 80, 90, 100])
     assert np.flatnonzero(train.latest_fraction(times, 0.2)).tolist() == [8, 9]
     assert not train.latest_fraction(times, 0.0).any()
+
+
+def test_validation_mask_from_raw_values_is_the_slice_of_the_records():
+    users = [str(u).encode() for u in range(300)]
+    titles = [b"T%d" % (u % 7) for u in range(300)]
+    times = list(range(1_000, 1_300))
+    rows = [{features.USER_ID: [u], features.MOVIE_TITLE: [t], features.TIMESTAMP: [time]}
+            for u, t, time in zip(users, titles, times, strict=True)]
+    records = tf.constant(serialize(rows))
+    mask = train.validation_mask(np.array(users), np.array(titles), np.array(times), 0.3,
+                                 "random")
+    assert mask.tolist() == train.is_validation(records, 0.3).numpy().tolist()
+    assert 50 < mask.sum() < 130
+    latest = train.validation_mask(np.array(users), np.array(titles), np.array(times), 0.1,
+                                   "time")
+    assert np.flatnonzero(latest).tolist() == list(range(270, 300))
+    with pytest.raises(ValueError, match="validation_split must be"):
+        train.validation_mask(np.array(users), np.array(titles), np.array(times), 0.1, "hash")
