@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -53,14 +54,15 @@ def validation_metrics(overrides: dict, train_pattern: str, catalogue_pattern: s
                                 tft.TFTransformOutput(transform_graph), config,
                                 serve_validation_ratings=False)
     seconds = time.time() - started
-    validation = train.read_records([train_pattern]).filter(
-        lambda record: train.is_validation(record[None], config.validation_fraction)[0])
-    sums, count = {}, 0
-    for batch in validation.batch(1000):
-        for name, values in module.evaluate(batch).items():
+    records = np.concatenate(list(
+        train.read_records([train_pattern]).batch(65_536).as_numpy_iterator()))
+    validation = records[train.records_in_validation_slice(
+        records, config.validation_fraction, config.validation_split)]
+    sums = {}
+    for start in range(0, len(validation), 1000):
+        for name, values in module.evaluate(tf.constant(validation[start:start + 1000])).items():
             sums[name] = sums.get(name, 0.0) + float(tf.reduce_sum(values))
-        count += int(batch.shape[0])
-    metrics = {name: total / count for name, total in sums.items()}
+    metrics = {name: total / len(validation) for name, total in sums.items()}
     metrics["rmse"] = metrics.pop(contract.SQUARED_ERROR_OUTPUT) ** 0.5
     # The whole model, so that a row can be re-run after the defaults have moved on.
     return {"overrides": overrides, "config": config.as_custom_config(),

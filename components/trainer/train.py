@@ -40,14 +40,15 @@ def in_validation_slice(user_id: tf.Tensor, movie_title: tf.Tensor, timestamp: t
     return tf.strings.to_hash_bucket_fast(identity, 10_000) < int(round(fraction * 10_000))
 
 
-def is_validation(records: tf.Tensor, fraction: float) -> tf.Tensor:
-    """[batch] bool: which serialized examples fall in the validation slice."""
+def records_in_validation_slice(records: np.ndarray, fraction: float,
+                                validation_split: str) -> np.ndarray:
+    """[n] bool: which of the serialized examples the Trainer's validation slice takes."""
     raw = tf.io.parse_example(records, {
         features.USER_ID: tf.io.FixedLenFeature([], tf.string),
         features.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
         features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)})
-    return in_validation_slice(raw[features.USER_ID], raw[features.MOVIE_TITLE],
-                               raw[features.TIMESTAMP], fraction)
+    return validation_mask(raw[features.USER_ID].numpy(), raw[features.MOVIE_TITLE].numpy(),
+                           raw[features.TIMESTAMP].numpy(), fraction, validation_split)
 
 
 def model_inputs(records: tf.data.Dataset, tf_transform_output: tft.TFTransformOutput,

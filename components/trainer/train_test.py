@@ -40,8 +40,9 @@ def test_validation_slice_follows_the_ratings_identity_not_its_bytes():
     padded = [example(str(u).encode(), b"T", 100 + u, user_zip_code=[b"12345"])
               for u in range(400)]
     assert plain[0] != padded[0]
-    first = train.is_validation(tf.constant(plain), 0.2).numpy()
-    assert first.tolist() == train.is_validation(tf.constant(padded), 0.2).numpy().tolist()
+    first = train.records_in_validation_slice(np.array(plain), 0.2, "random")
+    assert first.tolist() == train.records_in_validation_slice(np.array(padded), 0.2,
+                                                               "random").tolist()
     assert 40 < first.sum() < 120
 
 
@@ -82,13 +83,14 @@ def test_validation_mask_from_raw_values_is_the_slice_of_the_records():
     times = list(range(1_000, 1_300))
     rows = [{features.USER_ID: [u], features.MOVIE_TITLE: [t], features.TIMESTAMP: [time]}
             for u, t, time in zip(users, titles, times, strict=True)]
-    records = tf.constant(serialize(rows))
+    records = np.array(serialize(rows))
     mask = train.validation_mask(np.array(users), np.array(titles), np.array(times), 0.3,
                                  "random")
-    assert mask.tolist() == train.is_validation(records, 0.3).numpy().tolist()
+    assert mask.tolist() == train.records_in_validation_slice(records, 0.3, "random").tolist()
     assert 50 < mask.sum() < 130
     latest = train.validation_mask(np.array(users), np.array(titles), np.array(times), 0.1,
                                    "time")
     assert np.flatnonzero(latest).tolist() == list(range(270, 300))
+    assert train.records_in_validation_slice(records, 0.1, "time").tolist() == latest.tolist()
     with pytest.raises(ValueError, match="validation_split must be"):
         train.validation_mask(np.array(users), np.array(titles), np.array(times), 0.1, "hash")
