@@ -28,7 +28,8 @@ def test_missing_catalogue_files_are_named(tmp_path):
         read_titles_and_genres(pattern)
 
 
-def _catalogue(analyze_transform) -> Catalogue:
+@pytest.fixture(scope="module")
+def catalogue(analyze_transform) -> Catalogue:
     spec = {features.USER_ID: tf.io.FixedLenFeature([1], tf.string),
             features.MOVIE_TITLE: tf.io.FixedLenFeature([1], tf.string),
             features.MOVIE_GENRES: tf.io.VarLenFeature(tf.int64),
@@ -41,23 +42,22 @@ def _catalogue(analyze_transform) -> Catalogue:
     return Catalogue.from_titles(titles, genres, output)
 
 
-def test_catalogue_rows_carry_transform_indices_and_an_unknown_title_row(analyze_transform):
-    catalogue = _catalogue(analyze_transform)
+def test_catalogue_rows_carry_transform_indices_and_an_unknown_title_row(catalogue):
     assert len(catalogue) == 3 and catalogue.num_movies == 2
     assert catalogue.movie_index.tolist() == [1, 2, 0, 2]  # C and the unknown row: OOV
     assert catalogue.genres_multi_hot.shape == (4, features.NUM_GENRES)
     assert not catalogue.genres_multi_hot[3].any()
 
 
-def test_genres_by_movie_index_follows_the_transform_vocabulary(analyze_transform):
-    table = _catalogue(analyze_transform).genres_by_movie_index()
+def test_genres_by_movie_index_follows_the_transform_vocabulary(catalogue):
+    table = catalogue.genres_by_movie_index()
     assert table.shape == (2, features.NUM_GENRES)
     assert list(table[0].nonzero()[0]) == [4] and list(table[1].nonzero()[0]) == [1, 2]
 
 
-def test_rated_rows_are_distinct_catalogue_rows(analyze_transform):
+def test_rated_rows_are_distinct_catalogue_rows(catalogue):
     histories = histories_lib.UserHistories.from_ratings(
         users=np.array([0, 0, 0, 1, 2]), movies=np.array([1, 0, 1, 1, 2]),
         times=np.arange(5), ratings=np.full(5, 3.0, np.float32), num_users=2)
     # Movie 1 (A) is row 0, movie 0 (B) row 2; the OOV movie 2 has no row.
-    assert _catalogue(analyze_transform).rated_rows(histories).to_list() == [[0, 2], [0], []]
+    assert catalogue.rated_rows(histories).to_list() == [[0, 2], [0], []]
