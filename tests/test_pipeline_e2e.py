@@ -238,15 +238,20 @@ def test_identical_rerun_executes_nothing_and_pushes_no_new_version(pipeline_sto
     assert len(os.listdir(pipeline_store.output_dir / "serving_model")) == 1
 
 
-def test_data_breaking_the_schema_stops_before_training(tmp_path, raw_dir, capsys):
-    broken = tmp_path / "raw"
-    broken.mkdir()
+def _with_ratings(raw_dir: Path, target: Path, ratings_lines: list[str]) -> Path:
+    """A copy of `raw_dir` in `target` whose u.data holds `ratings_lines`."""
+    target.mkdir()
     for name in ("u.item", "u.user"):
-        (broken / name).write_bytes((raw_dir / name).read_bytes())
+        (target / name).write_bytes((raw_dir / name).read_bytes())
+    (target / "u.data").write_text("\n".join(ratings_lines) + "\n")
+    return target
+
+
+def test_data_breaking_the_schema_stops_before_training(tmp_path, raw_dir, capsys):
     lines = (raw_dir / "u.data").read_text().splitlines()
     user, movie, _, timestamp = lines[3].split("\t")
     lines[3] = f"{user}\t{movie}\t9\t{timestamp}"  # a 9-star rating
-    (broken / "u.data").write_text("\n".join(lines) + "\n")
+    broken = _with_ratings(raw_dir, tmp_path / "raw", lines)
 
     exit_code = local_runner.main(["--output-dir", str(tmp_path / "out"),
                                    "--raw-dir", str(broken)])
@@ -259,12 +264,8 @@ def test_data_breaking_the_schema_stops_before_training(tmp_path, raw_dir, capsy
 
 
 def test_a_malformed_ratings_line_is_named_and_nothing_is_pushed(tmp_path, raw_dir, capsys):
-    malformed = tmp_path / "malformed"
-    malformed.mkdir()
-    for name in ("u.item", "u.user"):
-        (malformed / name).write_bytes((raw_dir / name).read_bytes())
     lines = (raw_dir / "u.data").read_text().splitlines()
-    (malformed / "u.data").write_text("\n".join([lines[0], "1\t2\t3", *lines[1:]]) + "\n")
+    malformed = _with_ratings(raw_dir, tmp_path / "malformed", [lines[0], "1\t2\t3", *lines[1:]])
 
     exit_code = local_runner.main(["--output-dir", str(tmp_path / "out"),
                                    "--raw-dir", str(malformed)])
