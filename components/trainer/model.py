@@ -32,12 +32,13 @@ def clamp_time(time: tf.Tensor) -> tf.Tensor:
 
 
 @dataclasses.dataclass(frozen=True)
-class RequestRatings:
-    """Ratings a request carries beyond the stored history (what the user just did), each
-    [batch, size]: movie index, time (seconds since the epoch), rating (0: stars not given,
-    left out of the rated term) and valid (False pads a shorter list, or marks an unknown
-    title). A title already in the stored ratings a term reads (the taste term's sample, the
-    recent window) counts once there."""
+class RatingWindow:
+    """A window of each user's ratings, each [batch, size]: movie index, time (seconds since the
+    epoch), rating (0: stars not given, left out of the rated term) and valid (False pads a
+    shorter list, or marks an unknown title). Two kinds: the latest stored ratings before a
+    request (UserTower.recent_ratings), and the ratings a request carries beyond the stored
+    history (what the user just did); a title of the latter already in the stored ratings a
+    term reads (the taste term's sample, the recent window) counts once there."""
 
     movies: tf.Tensor
     times: tf.Tensor
@@ -171,7 +172,7 @@ class TasteHistoryMean(tf.keras.layers.Layer):
         self.size = size
 
     def call(self, user_index: tf.Tensor, left_out_movie: tf.Tensor | None = None,
-             request: RequestRatings | None = None) -> tf.Tensor:
+             request: RatingWindow | None = None) -> tf.Tensor:
         users, example_user = tf.unique(user_index, out_idx=tf.int64)
         positions, valid = self.history.spread(users, self.size)
         movies = tf.gather(self.history.movies, positions)
@@ -213,16 +214,6 @@ class TimeWeightedMean(tf.keras.layers.Layer):
         total = weighted_sum(self.embedding, movies,
                              weights if scales is None else weights * scales)
         return tf.math.divide_no_nan(total, tf.reduce_sum(weights, axis=1)[:, None])
-
-
-@dataclasses.dataclass(frozen=True)
-class RecentRatings:
-    """A user's latest ratings before the request, each [batch, size], oldest first."""
-
-    movies: tf.Tensor
-    times: tf.Tensor
-    ratings: tf.Tensor
-    valid: tf.Tensor  # bool: False pads a shorter history
 
 
 class UserTower(tf.keras.Model):
@@ -277,7 +268,7 @@ class UserTower(tf.keras.Model):
                 for name, term in terms.items()}
 
     def recent_ratings(self, user_index: tf.Tensor, request_time: tf.Tensor,
-                       request: RequestRatings | None = None) -> RecentRatings:
+                       request: RatingWindow | None = None) -> RatingWindow:
         """The user's `recent_history_size` latest ratings before the request (stored, and the
         request's own, if given); at LATEST_TIME, ratings spread over the whole history."""
         positions, valid = self.history.earlier(user_index, request_time,
@@ -287,17 +278,17 @@ class UserTower(tf.keras.Model):
         spread_positions, spread_valid = self.history.spread(user_index,
                                                              self.recent_history_size)
         positions = tf.where(untimed, spread_positions, positions)
-        recent = RecentRatings(tf.gather(self.history.movies, positions),
-                               tf.gather(self.history.keys, positions) % _TIME_RANGE,
-                               tf.gather(self.history.ratings, positions),
-                               tf.where(untimed, spread_valid, valid))
+        recent = RatingWindow(tf.gather(self.history.movies, positions),
+                              tf.gather(self.history.keys, positions) % _TIME_RANGE,
+                              tf.gather(self.history.ratings, positions),
+                              tf.where(untimed, spread_valid, valid))
         if request is None:
             return recent
         return self._merge_recent(recent, request, clamp_time(request_time))
 
     def vectors(self, user_index: tf.Tensor, request_time: tf.Tensor,
                 left_out_movie: tf.Tensor | None = None,
-                request: RequestRatings | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+                request: RatingWindow | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """(the retrieval task's user vector, with the session term; the rating task's, with
         the rated term instead), each [batch, dim + 1]. `request`: ratings the request
         carries, merged with the stored history (the recent terms read the latest
@@ -314,8 +305,8 @@ class UserTower(tf.keras.Model):
                                          scales=recent.ratings - self.mean_rating)
         return _with_bias_one(retrieval), _with_bias_one(rating)
 
-    def _merge_recent(self, recent: RecentRatings, request: RequestRatings,
-                      request_time: tf.Tensor) -> RecentRatings:
+    def _merge_recent(self, recent: RatingWindow, request: RatingWindow,
+                      request_time: tf.Tensor) -> RatingWindow:
         """The latest `recent_history_size` of the stored window's ratings and the request's
         made before the request (ties broken by movie index, as the stored order does)."""
         earlier = (request.valid & (clamp_time(request.times) < request_time[:, None])
@@ -327,8 +318,8 @@ class UserTower(tf.keras.Model):
         order_key = tf.where(valid, times * (self.session_term.embedding.input_dim + 1) + movies,
                              -1)
         _, latest = tf.math.top_k(order_key, k=self.recent_history_size)
-        return RecentRatings(*(tf.gather(column, latest, batch_dims=1)
-                               for column in (movies, times, ratings, valid)))
+        return RatingWindow(*(tf.gather(column, latest, batch_dims=1)
+                              for column in (movies, times, ratings, valid)))
 
     def call(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """The retrieval task's user vector at the request time (features.TIMESTAMP)."""

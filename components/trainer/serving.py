@@ -59,19 +59,6 @@ from components.trainer import model as model_lib
 from components.trainer.catalogue import Catalogue
 
 
-def rated_mask(histories: tf.RaggedTensor, user_index: tf.Tensor,
-               width: tf.Tensor) -> tf.Tensor:
-    """[batch, width] bool: True at the columns listed in each user's row of `histories`
-    (columns >= width ignored)."""
-    rated = tf.gather(histories, user_index)
-    in_range = rated.flat_values < width
-    indices = tf.stack([rated.value_rowids(), rated.flat_values], axis=1)
-    return tf.scatter_nd(
-        tf.boolean_mask(indices, in_range),
-        tf.ones_like(tf.boolean_mask(rated.flat_values, in_range), dtype=tf.int32),
-        [tf.shape(user_index, out_type=tf.int64)[0], width]) > 0
-
-
 def scann_parameters(num_candidates: int) -> dict:
     """ScaNN tree sizes scaled to the catalogue: sqrt(N) leaves, three quarters of them searched
     (at least 20, or all; at most 100), the best 1,000 candidates re-scored exactly.
@@ -193,7 +180,7 @@ class RecommenderModule(tf.Module):
                                     valid):
         return self.user_tower.vectors(
             user_index, request_time,
-            request=model_lib.RequestRatings(movies, times, ratings, valid))
+            request=model_lib.RatingWindow(movies, times, ratings, valid))
 
     def _user_index(self, user_id: tf.Tensor) -> tf.Tensor:
         return self.user_transform(
@@ -225,8 +212,15 @@ class RecommenderModule(tf.Module):
         return tf.matmul(user_embedding, candidates, transpose_b=True)
 
     def _rated_mask(self, user_index: tf.Tensor, num_candidates: tf.Tensor) -> tf.Tensor:
-        """[B, N] bool: True where the user rated that catalogue title in training."""
-        return rated_mask(self.rated_rows, user_index, num_candidates)
+        """[B, N] bool: True where the user rated that catalogue title in training (rows of
+        `rated_rows` beyond num_candidates ignored)."""
+        rated = tf.gather(self.rated_rows, user_index)
+        in_range = rated.flat_values < num_candidates
+        indices = tf.stack([rated.value_rowids(), rated.flat_values], axis=1)
+        return tf.scatter_nd(
+            tf.boolean_mask(indices, in_range),
+            tf.ones_like(tf.boolean_mask(rated.flat_values, in_range), dtype=tf.int32),
+            [tf.shape(user_index, out_type=tf.int64)[0], num_candidates]) > 0
 
     def _top_k(self, scores: tf.Tensor, rows: tf.Tensor) -> dict:
         # [B, k] for every B: ScaNN answers an empty batch with shape [0, 0].
@@ -248,7 +242,7 @@ class RecommenderModule(tf.Module):
         return self._scann_top_k(self._user_embedding(user_id, timestamp)[0])
 
     def _request_ratings(self, user_id: tf.Tensor, titles: tf.Tensor, timestamps: tf.Tensor,
-                         ratings: tf.Tensor) -> model_lib.RequestRatings:
+                         ratings: tf.Tensor) -> model_lib.RatingWindow:
         """The request's ratings [B, M] (checked: rank 2, one shape, B rows); titles outside
         the training vocabulary, and "" padding, are ignored."""
         checked = [tf.ensure_shape(tensor, [None, None]) for tensor in (titles, timestamps,
@@ -264,7 +258,7 @@ class RecommenderModule(tf.Module):
             titles, timestamps, ratings = (tf.identity(tensor) for tensor in checked)
         movies = tf.gather(self.movie_index_of_row, self.title_to_row.lookup(titles))
         known = movies < self.movie_index_of_row[-1]  # the last row's: the OOV index
-        return model_lib.RequestRatings(movies, timestamps, ratings, known)
+        return model_lib.RatingWindow(movies, timestamps, ratings, known)
 
     def _vectors_with_recent(self, user_id: tf.Tensor, timestamp: tf.Tensor,
                              recent: tuple[tf.Tensor, tf.Tensor, tf.Tensor]
