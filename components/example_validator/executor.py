@@ -7,11 +7,10 @@ before Transform and nothing downstream (Trainer, Pusher) runs.
 
 from __future__ import annotations
 
-import re
-
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.components.example_validator import executor as stock_executor
 from tfx.components.example_validator import labels
+from tfx.types import artifact_utils, standard_component_specs
 
 
 class DataValidationError(ValueError):
@@ -30,6 +29,9 @@ def describe_anomalies(anomalies: anomalies_pb2.Anomalies, split: str) -> list[s
 class Executor(stock_executor.Executor):
     def Do(self, input_dict, output_dict, exec_properties):
         self._problems: list[str] = []
+        self._anomalies = output_dict[standard_component_specs.ANOMALIES_KEY]
+        self._split_names = artifact_utils.decode_split_names(artifact_utils.get_single_instance(
+            input_dict[standard_component_specs.STATISTICS_KEY]).split_names)
         result = super().Do(input_dict, output_dict, exec_properties)
         if self._problems:
             raise DataValidationError(
@@ -39,6 +41,12 @@ class Executor(stock_executor.Executor):
 
     def _Validate(self, inputs, outputs):
         anomalies = super()._Validate(inputs, outputs)
-        split = re.search(r"Split-([^/]+)", outputs[labels.SCHEMA_DIFF_PATH]).group(1)
-        self._problems.extend(describe_anomalies(anomalies, split))
+        self._problems.extend(describe_anomalies(anomalies, self._split_of(
+            outputs[labels.SCHEMA_DIFF_PATH])))
         return anomalies
+
+    def _split_of(self, anomalies_uri: str) -> str:
+        """The split whose anomalies go to `anomalies_uri` (the stock executor writes each
+        split's to its split URI, by TFX's split helpers)."""
+        return next(split for split in self._split_names
+                    if artifact_utils.get_split_uri(self._anomalies, split) == anomalies_uri)
