@@ -1,9 +1,10 @@
-"""Serving latency and throughput of a pushed model: in-process, and through the model server
-(`python -m serving`, a separate process) over REST and gRPC, at several concurrencies; then a
-load run (many REST requests at the highest concurrency) reporting errors and the server's
-memory growth; a run during which a new version is pushed (errors, the versions served after
-it); then the same search over a synthetic catalogue of 1 M titles, ScaNN against exact
-scores.
+"""Serving latency and throughput of a pushed model: in-process (the server's own work per
+request, LoadedVersion.predict, without a transport), and through the model server (`python
+-m serving`, a separate process) over REST and gRPC, at several concurrencies; then a load run
+(many REST requests at the highest concurrency) reporting errors and the server's memory
+growth; a run during which a new version is pushed, lasting until the server serves it
+(errors, the versions served after it); then the same search over a synthetic catalogue of
+1 M titles, ScaNN against exact scores.
 
     make bench-serving   # .venv/bin/python -m benchmarks.serving [--model-base-path DIR]
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import itertools
 import json
 import os
 import shutil
@@ -38,6 +40,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from components import stack
 from components.trainer import serving as export
+from serving import models
+from serving.__main__ import parse_args as parse_server_args
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -57,15 +61,15 @@ def percentiles(latencies: list[float]) -> dict:
     return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99))}
 
 
-def in_process(model, signature: str, users: list[str], titles: list[str], concurrency: int,
-               requests: int) -> dict:
-    function = model.signatures[signature]
-
+def in_process(loaded: models.LoadedVersion, signature: str, users: list[str],
+               titles: list[str], concurrency: int, requests: int) -> dict:
+    """The server's own work for each request, without a transport: LoadedVersion.predict
+    (input checks, the signature call, server-side batching as the server's defaults)."""
     def one(index):
         inputs = request_inputs(signature, users[index % len(users)],
                                 titles[index % len(titles)])
         started = time.perf_counter()
-        function(**{name: tf.constant(values) for name, values in inputs.items()})
+        loaded.predict(signature, inputs)
         return time.perf_counter() - started
 
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
@@ -73,18 +77,22 @@ def in_process(model, signature: str, users: list[str], titles: list[str], concu
         started = time.perf_counter()
         latencies = list(pool.map(one, range(requests)))
     return {**percentiles(latencies), "requests_per_s": requests / (time.perf_counter() - started),
-            "errors": 0}
+            "errors": 0, "requests": requests}
 
 
 async def over_rest(port: int, signature: str, users: list[str], titles: list[str],
-                    concurrency: int, requests: int) -> dict:
+                    concurrency: int, requests: int,
+                    until: threading.Event | None = None) -> dict:
+    """`requests` requests; with `until`, more, for as long as it is not set."""
     url = f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}:predict"
-    latencies, errors, next_index = [], 0, iter(range(requests))
+    latencies, errors, next_index = [], 0, itertools.count()
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         async def worker():
             nonlocal errors
             for index in next_index:
+                if index >= requests and (until is None or until.is_set()):
+                    return
                 body = {"signature_name": signature, "inputs": request_inputs(
                     signature, users[index % len(users)], titles[index % len(titles)])}
                 started = time.perf_counter()
@@ -95,8 +103,9 @@ async def over_rest(port: int, signature: str, users: list[str], titles: list[st
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {**percentiles(latencies), "requests_per_s": requests / (time.perf_counter() - started),
-            "errors": errors}
+    return {**percentiles(latencies),
+            "requests_per_s": len(latencies) / (time.perf_counter() - started),
+            "errors": errors, "requests": len(latencies)}
 
 
 def over_grpc(port: int, signature: str, users: list[str], titles: list[str], concurrency: int,
@@ -124,7 +133,7 @@ def over_grpc(port: int, signature: str, users: list[str], titles: list[str], co
         started = time.perf_counter()
         latencies = list(pool.map(one, range(requests)))
     return {**percentiles(latencies), "requests_per_s": requests / (time.perf_counter() - started),
-            "errors": errors}
+            "errors": errors, "requests": requests}
 
 
 def free_port() -> int:
@@ -195,6 +204,12 @@ def clustered_candidates(movie_vectors: np.ndarray, count: int, seed: int = 0) -
     return (centres + 0.5 * noise).astype(np.float32)
 
 
+def served_version(path: str) -> models.LoadedVersion:
+    """The SavedModel loaded as the server loads a version, with its default options."""
+    defaults = parse_server_args(["--model-base-path", path], {})
+    return models.LoadedVersion(1, path, defaults.max_batch_size, defaults.enable_batching)
+
+
 def directory_mb(path: str) -> float:
     return sum(file.stat().st_size for file in Path(path).rglob("*") if file.is_file()) / 2**20
 
@@ -227,12 +242,12 @@ def large_catalogue(model, users: list[str], count: int, requests: int) -> dict:
                             options=tf.saved_model.SaveOptions(
                                 namespace_whitelist=list(stack.SCANN_SAVE_OPTIONS_NAMESPACES)))
         size_mb = directory_mb(export_dir)
-        loaded = tf.saved_model.load(export_dir)
+        loaded = served_version(export_dir)
     result = {"candidates": count, "index_build_s": build_s, "saved_model_mb": size_mb,
               **export.scann_parameters(count)}
-    batch = tf.constant(users)
-    scann_titles = loaded.signatures["serving_default"](user_id=batch)["titles"].numpy()
-    exact_titles = loaded.signatures["brute_force"](user_id=batch)["titles"].numpy()
+    batch = np.array(users, dtype=object)
+    scann_titles = loaded.predict("serving_default", {"user_id": batch})["titles"]
+    exact_titles = loaded.predict("brute_force", {"user_id": batch})["titles"]
     result["recall_at_10"] = float(np.mean([len(set(found) & set(exact)) / len(exact)
                                             for found, exact in zip(scann_titles, exact_titles,
                                                                     strict=True)]))
@@ -242,16 +257,25 @@ def large_catalogue(model, users: list[str], count: int, requests: int) -> dict:
     return result
 
 
-def push_during(base_path: str, model_path: str, version: int, after_s: float) -> threading.Thread:
+def push_during(base_path: str, model_path: str, version: int, after_s: float,
+                rest_port: int) -> tuple[threading.Thread, threading.Event]:
     """Copies the model into `base_path` as `version` after `after_s` seconds, as a Pusher
-    would (the server must finish loading it and swap without failing a request)."""
+    would, then watches the server until it serves that version (it must load it and swap
+    without failing a request); the event is set then, or after 5 minutes without it."""
+    served = threading.Event()
+
     def push():
         time.sleep(after_s)
         shutil.copytree(model_path, os.path.join(base_path, str(version)))
+        deadline = time.monotonic() + 300
+        while ((str(version), models.AVAILABLE) not in served_versions(rest_port)
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        served.set()
 
     pusher = threading.Thread(target=push, daemon=True)
     pusher.start()
-    return pusher
+    return pusher, served
 
 
 def served_versions(rest_port: int) -> list[tuple[str, str]]:
@@ -273,13 +297,15 @@ def markdown(rows: list[dict], load: dict, reload: dict, large: dict | None,
               f"requests/s, p99 {load['p99_ms']:.1f} ms; server RSS "
               f"{load['rss_before_mb']:.0f} -> {load['rss_after_mb']:.0f} MB.",
               "", f"Hot reload: version {reload['pushed_version']} copied into the base path "
-              f"{reload['push_after_s']:.0f} s into {reload['requests']:,} more requests at "
-              f"concurrency {reload['concurrency']}: {reload['errors']} errors, p99 "
+              f"{reload['push_after_s']:.0f} s into a run at concurrency {reload['concurrency']} "
+              f"that lasts until the server serves it ({reload['requests']:,} requests): "
+              f"{reload['errors']} errors, p99 "
               f"{reload['p99_ms']:.1f} ms; versions after: "
               + ", ".join(f"{version} {state}" for version, state in reload["versions_after"])
               + ".",
               "", f"Floor: calling a trivial tf.function costs {floor_ms:.2f} ms (p50) here; "
-              "every in-process figure includes it."]
+              "the server calls its signatures past tf.function's argument binding "
+              "(serving/models.py: DirectCall), so its in-process figures come close to it."]
     if large:
         lines += ["", f"{large['candidates']:,} synthetic titles (clustered around the trained "
                   f"title vectors), the trained user tower: index built in "
@@ -303,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400, help="per measurement")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--load-requests", type=int, default=20_000)
-    parser.add_argument("--reload-requests", type=int, default=6_000,
-                        help="requests of the run during which a new version is pushed")
+    parser.add_argument("--reload-requests", type=int, default=2_000,
+                        help="least requests of the run during which a new version is pushed "
+                             "(it goes on until the server serves that version)")
     parser.add_argument("--push-after", type=float, default=1.0,
                         help="seconds into that run at which the new version is pushed")
     parser.add_argument("--candidates", type=int, default=1_000_000,
@@ -319,8 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     stack.register_scann_ops()
     model_path = os.path.join(args.model_base_path, str(versions[-1]))
     model = tf.saved_model.load(model_path)
-    titles = [title.decode() for title in model.signatures["catalogue_scores"](
-        user_id=tf.constant(["1"]))["titles"].numpy()[:200]]
+    loaded = served_version(model_path)
+    titles = [title.decode() for title in loaded.predict(
+        "catalogue_scores", {"user_id": ["1"]})["titles"][:200]]
     users = [str(user) for user in range(1, 201)]
     rows = []
     # A base path of its own: the load run pushes a version into it.
@@ -332,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             for concurrency in args.concurrency:
                 arguments = (signature, users, titles, concurrency, args.requests)
                 for transport, measure in (
-                        ("in-process", lambda a=arguments: in_process(model, *a)),
+                        ("in-process", lambda a=arguments: in_process(loaded, *a)),
                         ("REST", lambda a=arguments: asyncio.run(over_rest(rest_port, *a))),
                         ("gRPC", lambda a=arguments: over_grpc(grpc_port, *a))):
                     row = {"signature": signature, "transport": transport,
@@ -345,14 +373,13 @@ def main(argv: list[str] | None = None) -> int:
         rss_before = rss_mb(server.pid)
         load = asyncio.run(over_rest(rest_port, "serving_default", users, titles, concurrency,
                                      args.load_requests))
-        load.update(requests=args.load_requests, concurrency=concurrency,
-                    rss_before_mb=rss_before, rss_after_mb=rss_mb(server.pid))
-        pusher = push_during(served_base, model_path, 2, args.push_after)
+        load.update(concurrency=concurrency, rss_before_mb=rss_before,
+                    rss_after_mb=rss_mb(server.pid))
+        pusher, served = push_during(served_base, model_path, 2, args.push_after, rest_port)
         reload = asyncio.run(over_rest(rest_port, "serving_default", users, titles,
-                                       concurrency, args.reload_requests))
+                                       concurrency, args.reload_requests, until=served))
         pusher.join()
-        reload.update(requests=args.reload_requests, concurrency=concurrency,
-                      pushed_version=2, push_after_s=args.push_after,
+        reload.update(concurrency=concurrency, pushed_version=2, push_after_s=args.push_after,
                       versions_after=served_versions(rest_port))
     finally:
         server.terminate()

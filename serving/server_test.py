@@ -30,6 +30,19 @@ def exact_top_titles(toy_model, users):
     return loaded.predict("", {"user_id": np.array(users, dtype=object)})["titles"]
 
 
+def test_direct_calls_answer_as_the_signatures(toy_model):
+    loaded = models.LoadedVersion(1, str(toy_model))
+    inputs = {"user_id": tf.constant(["alice", "nobody"]), "timestamp": tf.constant([1, 2],
+                                                                                   tf.int64)}
+    for name, function in loaded.signatures.items():
+        arguments = {input_name: inputs[input_name] for input_name in loaded.input_names(name)}
+        direct = models.DirectCall(function)(**arguments)
+        expected = function(**arguments)
+        assert direct.keys() == expected.keys()
+        for output, value in expected.items():
+            np.testing.assert_array_equal(direct[output].numpy(), value.numpy())
+
+
 def test_row_and_columnar_predict_answer_as_tf_serving(served_toy, toy_model):
     expected = [[title.decode() for title in row]
                 for row in exact_top_titles(toy_model, [b"alice", b"bob"])]

@@ -222,8 +222,8 @@ def test_scann_parameters_scale_with_the_catalogue():
     assert small["num_leaves"] == 7 and large["num_leaves"] == 100
     assert small["num_leaves_to_search"] == 7  # a small catalogue is searched whole
     assert serving.scann_parameters(1_664)["num_leaves_to_search"] == 31
-    assert large["num_leaves_to_search"] == 75
+    assert large["num_leaves_to_search"] == 50
     assert small["num_reordering_candidates"] == 50
-    million = serving.scann_parameters(1_000_000)  # the search stops widening at 100 leaves
-    assert million["num_leaves"] == 1_000 and million["num_leaves_to_search"] == 100
+    million = serving.scann_parameters(1_000_000)  # the search stops widening at 50 leaves
+    assert million["num_leaves"] == 1_000 and million["num_leaves_to_search"] == 50
     assert million["num_reordering_candidates"] == 1_000
