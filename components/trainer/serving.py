@@ -14,8 +14,8 @@ or index. `RecommenderModule` holds only what answering needs, with these signat
 - unrated(user_id) -> titles, scores: the same among the titles the user has not rated in
   training (what a product shows).
 - brute_force(user_id) -> titles, scores: the same as serving_default, exact.
-- rating(user_id [B], movie_title [B]) -> rating [B], known_user [B] and known_title [B]
-  (bool: the user was in training, the title is in the catalogue; unknown ones are rated
+- rating(user_id [B], movie_title [B]) -> rating [B] (within the training ratings' lowest
+  and highest stars), known_user [B] and known_title [B] (bool: the user was in training, the title is in the catalogue; unknown ones are rated
   through the shared out-of-vocabulary embedding); rating_at_time(user_id, movie_title,
   timestamp) the same for requests at the given times.
 - user_embedding(user_id) -> embedding [B, D]: the query vector that serving_default searches
@@ -114,7 +114,10 @@ class RecommenderModule(tf.Module):
 
     def __init__(self, tf_transform_output: tft.TFTransformOutput, user_tower: tf.keras.Model,
                  movie_tower: tf.keras.Model, rating_head: tf.keras.Model,
-                 catalogue: Catalogue, rated_rows: tf.RaggedTensor, top_k: int):
+                 catalogue: Catalogue, rated_rows: tf.RaggedTensor, top_k: int,
+                 rating_range: tuple[float, float]):
+        """`rating_range`: the lowest and highest stars of the training ratings; predicted
+        ratings are clipped to it."""
         super().__init__()
         self.user_transform = tft.TransformFeaturesLayer(tf_transform_output)
         self.user_tower = user_tower
@@ -122,6 +125,7 @@ class RecommenderModule(tf.Module):
         self.raw_feature_spec = tf_transform_output.raw_feature_spec()
         self.num_users = tf_transform_output.vocabulary_size_by_name(features.USER_VOCABULARY)
         self.top_k = top_k
+        self.lowest_rating, self.highest_rating = (float(stars) for stars in rating_range)
 
         num_candidates = len(catalogue)
         self.catalogue_titles = tf.constant(list(catalogue.titles), dtype=tf.string)
@@ -362,9 +366,16 @@ class RecommenderModule(tf.Module):
                    movie_title: tf.Tensor) -> dict:
         rows = self.title_to_row.lookup(movie_title)
         movie_embedding = tf.gather(self.movie_embeddings, rows)
-        return {"rating": self.rating_head([user_vector, movie_embedding]),
+        return {"rating": self._predicted_rating(user_vector, movie_embedding),
                 "known_user": user_index < self.num_users,
                 "known_title": rows < tf.size(self.catalogue_titles, out_type=tf.int64)}
+
+    def _predicted_rating(self, rating_vector: tf.Tensor,
+                          movie_embedding: tf.Tensor) -> tf.Tensor:
+        """The rating head's prediction, within the training ratings' stars (the head is
+        unbounded: on ml-100k's eval split it predicted up to 6.3 stars)."""
+        return tf.clip_by_value(self.rating_head([rating_vector, movie_embedding]),
+                                self.lowest_rating, self.highest_rating)
 
     @signature([tf.TensorSpec([None], tf.string, name="user_id"),
                 tf.TensorSpec([None], tf.string, name="movie_title")])
@@ -395,7 +406,7 @@ class RecommenderModule(tf.Module):
         rank_unrated = tf.reduce_sum(tf.cast(
             better & ~self._rated_mask(user_index, num_candidates), tf.int64), axis=1)
 
-        rating = self.rating_head([rating_vector, tf.gather(self.movie_embeddings, rows)])
+        rating = self._predicted_rating(rating_vector, tf.gather(self.movie_embeddings, rows))
         label = tf.reshape(raw[features.RATING], [-1])
         _, scann_rows = self.scann(user_embedding, k=contract.SCANN_RECALL_K)
         _, exact_rows = tf.math.top_k(scores, k=exact_k)

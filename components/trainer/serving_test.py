@@ -44,9 +44,12 @@ def _build_module(analyze_ratings, ratings: list[dict], titles: list[bytes]):
     recommender = model_lib.build_model(len(users), len(movies), config,
                                         catalogue.genres_by_movie_index(),
                                         user_histories=histories)
+    # Unbounded: the untrained head predicts near 0, which the stars' range would clip to 1
+    # for every rating, and the tests that compare ratings would compare nothing.
     module = serving.RecommenderModule(
         transform_output, recommender.user_tower, recommender.movie_tower,
-        recommender.rating_head, catalogue, catalogue.rated_rows(histories), TOP_K)
+        recommender.rating_head, catalogue, catalogue.rated_rows(histories), TOP_K,
+        rating_range=(-np.inf, np.inf))
     return module, histories, movies
 
 

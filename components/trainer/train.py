@@ -216,9 +216,11 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
         logging.info("Learnt %s term weights, by time before the request (from 1 s, %s s): %s",
                      term, config.history_time_boundaries, [float(f"{w:.4g}") for w in weights])
     model.user_tower.history.assign(served_histories)
+    stars = fit_part[features.RATING_LABEL]
     return serving.RecommenderModule(
         tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,
-        catalogue, catalogue.rated_rows(served_histories), config.top_k)
+        catalogue, catalogue.rated_rows(served_histories), config.top_k,
+        rating_range=(stars.min(), stars.max()))
 
 
 def run_fn(fn_args: FnArgs) -> None:
