@@ -15,9 +15,10 @@ or index. `RecommenderModule` holds only what answering needs, with these signat
   training (what a product shows).
 - brute_force(user_id) -> titles, scores: the same as serving_default, exact.
 - rating(user_id [B], movie_title [B]) -> rating [B] (within the training ratings' lowest
-  and highest stars), known_user [B] and known_title [B] (bool: the user was in training, the title is in the catalogue; unknown ones are rated
-  through the shared out-of-vocabulary embedding); rating_at_time(user_id, movie_title,
-  timestamp) the same for requests at the given times.
+  and highest stars), known_user [B] and known_title [B] (bool: the user was in training,
+  the title is in the catalogue; unknown ones are rated through the shared out-of-vocabulary
+  embedding); rating_at_time(user_id, movie_title, timestamp) the same for requests at the
+  given times.
 - user_embedding(user_id) -> embedding [B, D]: the query vector that serving_default searches
   with (score = its dot product with a title's vector), for search outside the model (a vector
   database, a larger catalogue: benchmarks/serving.py searches 1 M synthetic titles with it).
