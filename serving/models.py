@@ -145,7 +145,6 @@ class DirectCall:
     signature's, as tensors of its dtypes."""
 
     def __init__(self, function):
-        self.function = function
         self._input_names = list(function.function_type.parameters)
         self._captures = list(function.captured_inputs)
         self._call = function._inference_function.call_preflattened
