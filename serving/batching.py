@@ -21,9 +21,10 @@ import dataclasses
 import threading
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
-Tensors = dict[str, tf.Tensor]
+Arrays = dict[str, np.ndarray]
 
 
 def is_batchable(function) -> bool:
@@ -36,33 +37,34 @@ def is_batchable(function) -> bool:
 
 @dataclasses.dataclass(eq=False)
 class _Request:
-    inputs: Tensors
+    inputs: Arrays
     rows: int
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
     leads: bool = False
-    outputs: Tensors | None = None
+    outputs: Arrays | None = None
     error: Exception | None = None
 
 
 class Batcher:
-    """Runs `function(**inputs)` for the requests of one signature, joining concurrent ones
-    into calls of at most `max_batch_size` rows (None: no limit)."""
+    """Runs `function(**inputs)` (numpy arrays in and out) for the requests of one signature,
+    joining concurrent ones into calls of at most `max_batch_size` rows (None: no limit). Joining
+    and splitting are numpy's (views, no TensorFlow op per request)."""
 
-    def __init__(self, function: Callable[..., Tensors], max_batch_size: int | None = None):
+    def __init__(self, function: Callable[..., Arrays], max_batch_size: int | None = None):
         self._function = function
         self._max_batch_size = max_batch_size
         self._lock = threading.Lock()
         self._queue: collections.deque[_Request] = collections.deque()
         self._busy = False
 
-    def __call__(self, **inputs: tf.Tensor) -> Tensors:
+    def __call__(self, **inputs: np.ndarray) -> Arrays:
         request = None
         with self._lock:
             alone = not self._busy
             if alone:
                 self._busy = True
             else:
-                rows = {int(tensor.shape[0]) for tensor in inputs.values()}
+                rows = {len(array) for array in inputs.values()}
                 # Inputs of different lengths: the signature's own error, alone.
                 if len(rows) == 1:
                     request = _Request(inputs, rows.pop())
@@ -110,15 +112,16 @@ class Batcher:
         if len(batch) > 1:
             try:
                 outputs = self._function(**{
-                    name: tf.concat([request.inputs[name] for request in batch], axis=0)
+                    name: np.concatenate([request.inputs[name] for request in batch])
                     for name in batch[0].inputs})
             except Exception:  # run each alone: every request gets its own error
                 pass
             else:
-                sizes = [request.rows for request in batch]
-                parts = {name: tf.split(value, sizes) for name, value in outputs.items()}
-                for position, request in enumerate(batch):
-                    request.outputs = {name: value[position] for name, value in parts.items()}
+                start = 0
+                for request in batch:
+                    request.outputs = {name: value[start:start + request.rows]
+                                       for name, value in outputs.items()}
+                    start += request.rows
                 return
         for request in batch:
             try:

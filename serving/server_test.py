@@ -18,7 +18,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving import models
+from serving import grpc_service, models
 from serving.__main__ import parse_args
 from serving.testing import add_version, get_json, save_toy_model, start_server, wait_for
 
@@ -32,15 +32,29 @@ def exact_top_titles(toy_model, users):
 
 def test_direct_calls_answer_as_the_signatures(toy_model):
     loaded = models.LoadedVersion(1, str(toy_model))
-    inputs = {"user_id": tf.constant(["alice", "nobody"]), "timestamp": tf.constant([1, 2],
-                                                                                   tf.int64)}
+    inputs = {"user_id": np.array(["alice", "nobody"], dtype=object),
+              "timestamp": np.array([1, 2], np.int64)}
     for name, function in loaded.signatures.items():
         arguments = {input_name: inputs[input_name] for input_name in loaded.input_names(name)}
         direct = models.DirectCall(function)(**arguments)
-        expected = function(**arguments)
+        expected = function(**{input_name: tf.constant(value)
+                                for input_name, value in arguments.items()})
         assert direct.keys() == expected.keys()
         for output, value in expected.items():
-            np.testing.assert_array_equal(direct[output].numpy(), value.numpy())
+            assert isinstance(direct[output], np.ndarray)
+            np.testing.assert_array_equal(direct[output], value.numpy())
+
+
+@pytest.mark.parametrize("array", [
+    np.array([[b"Movie 1 (1990)", "Émile (2003)".encode(), b"\xff"]], dtype=object),
+    np.array([[0.5, -2.25]], np.float32), np.zeros([0, 10], np.int32), np.array([3], np.int64)])
+def test_response_tensors_are_those_of_make_tensor_proto(array):
+    proto = grpc_service.tensor_proto(array)
+    expected = tf.make_tensor_proto(array)
+    assert (proto.dtype, proto.tensor_shape) == (expected.dtype, expected.tensor_shape)
+    read = tf.make_ndarray(proto)
+    assert read.dtype == tf.make_ndarray(expected).dtype
+    np.testing.assert_array_equal(read, array)
 
 
 def test_row_and_columnar_predict_answer_as_tf_serving(served_toy, toy_model):
