@@ -139,8 +139,8 @@ def import_seconds() -> float:
 
 
 def markdown(rows: list[dict], imports_s: float) -> str:
-    header = ["size", "commit", "phase", *COMPONENTS, "components", "pipeline", "process",
-              "peak RSS GB", "Trainer examples/s", "SavedModel MB"]
+    header = ["size", "commit", "machine", "phase", *COMPONENTS, "components", "pipeline",
+              "process", "peak RSS GB", "Trainer examples/s", "SavedModel MB"]
     lines = [f"Imports of the stack (what a `local_runner.py` run imports, fresh process): "
              f"{imports_s} s.", "",
              "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -159,7 +159,8 @@ def markdown(rows: list[dict], imports_s: float) -> str:
                 " (time limit)" if run["timed_out"] else f" (exit {run['exit_code']})")
             trainer = run.get("trainer", {}).get("examples_per_s", "")
             lines.append("| " + " | ".join([
-                row["size"], row.get("commit", ""), phase + status, *cells,
+                row["size"], row.get("commit", ""), row.get("machine", "not recorded"),
+                phase + status, *cells,
                 f"{run['components_total_s']:.1f}",
                 str(run["pipeline_s"] or ""), f"{run['process_s']:.0f}",
                 str(run["peak_rss_gb"] or ""), str(trainer),
@@ -192,11 +193,12 @@ def main(argv: list[str]) -> int:
         limit = args.ml_25m_limit_s if size == "ml-25m" else 3 * 3600
         rows.append({**measure(size, raw_dir, work_dir, limit),
                      "data": "real" if size == "ml-100k" and args.raw_dir else "synthetic",
-                     "commit": report.source_commit(), "measured": time.strftime("%Y-%m-%d")})
+                     "commit": report.source_commit(), "machine": report.machine(),
+                     "measured": time.strftime("%Y-%m-%d")})
     saved = RESULTS / "pipeline_speed.json"
     kept = [row for row in (json.loads(saved.read_text())["rows"] if saved.exists() else [])
             if row["size"] not in sizes]
-    results = {"measured": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores",
+    results = {"measured": time.strftime("%Y-%m-%d"), "machine": report.machine(),
                "imports_s": import_seconds(),
                "rows": sorted(kept + rows, key=lambda row: SIZES.index(row["size"]))}
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -207,8 +209,9 @@ def main(argv: list[str]) -> int:
 
 def write_report(results: dict) -> None:
     """Prints the table and writes it to pipeline_speed.md and the README."""
-    table = (f"Measured {results['measured']} on {results['machine']} by `make bench-speed` (each "
-             "row at the commit it names); seconds per component from ML Metadata.\n\n"
+    table = (f"Measured by `make bench-speed`, each row at the commit and on the machine it "
+             f"names (the import time: {results['measured']}, {results['machine']}); seconds "
+             "per component from ML Metadata.\n\n"
              + markdown(results["rows"], results["imports_s"]))
     print("\n" + table)
     (RESULTS / "pipeline_speed.md").write_text(f"# Pipeline speed\n\n{table}\n")

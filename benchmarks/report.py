@@ -7,6 +7,7 @@ figures there are always those of the latest run, with its date and commit.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -23,6 +24,25 @@ def source_commit() -> str:
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", "components", "pipeline",
                 "serving")
     return git("rev-parse", "--short", "HEAD") + ("+changes" if dirty else "")
+
+
+def machine() -> str:
+    """The cores and processor measured on, e.g. "2 cores, AMD EPYC, AVX-512": timings from
+    different processors are not comparable, even at the same core count."""
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    parts = [f"{os.cpu_count()} cores", model or "processor unknown"]
+    if "avx512f" in flags:
+        parts.append("AVX-512")
+    return ", ".join(parts)
 
 
 def put_in_readme(name: str, text: str, readme: Path = README) -> None:
