@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import math
 import os
 from typing import Any, Iterator
@@ -26,7 +25,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
-from components import features
+from components import features, rating_slices
 from components.example_gen import splits, tfds_source
 
 READ_BATCH_SIZE = 8192
@@ -35,25 +34,18 @@ RATINGS_PER_SHARD = 1_000_000
 FILE_PREFIX = "data_tfrecord"
 
 
-def eval_mask(user_ids: np.ndarray, movie_ids: np.ndarray, timestamps: np.ndarray,
+def eval_mask(user_ids: np.ndarray, movie_titles: np.ndarray, timestamps: np.ndarray,
               eval_fraction: float, seed: int) -> np.ndarray:
-    """Deterministic random split: each rating goes to eval with probability `eval_fraction`.
-
-    Hashes the rating's identity (user, movie, time) with the seed, so the assignment does not
-    depend on reading order, batching, worker count or Python's hash randomisation.
-    """
-    prefix, bound = str(seed).encode() + b"|", eval_fraction * 2**64
-    return np.fromiter(
-        (int.from_bytes(hashlib.blake2b(b"|".join([prefix[:-1], user, movie,
-                                                     str(int(time)).encode()]),
-                                        digest_size=8).digest(), "big") < bound
-         for user, movie, time in zip(user_ids, movie_ids, timestamps, strict=True)),
-        dtype=bool, count=len(user_ids))
+    """The random protocol: each rating goes to eval with probability `eval_fraction`, by a
+    hash of its identity salted with the seed (rating_slices, the Trainer's rule too)."""
+    return rating_slices.in_slice(user_ids, movie_titles, timestamps, eval_fraction,
+                                  rating_slices.EVAL_SALT.format(seed=seed)).numpy()
 
 
 # The fields the split rules read.
 SPLIT_FIELDS = {features.USER_ID: tf.io.FixedLenFeature([], tf.string),
                 features.MOVIE_ID: tf.io.FixedLenFeature([], tf.string),
+                features.MOVIE_TITLE: tf.io.FixedLenFeature([], tf.string),
                 features.TIMESTAMP: tf.io.FixedLenFeature([], tf.int64)}
 
 
@@ -75,8 +67,8 @@ class SplitRule:
             return np.fromiter((b"|".join(pair) in self.eval_keys
                                 for pair in zip(users, movies, strict=True)),
                                dtype=bool, count=len(users))
-        return eval_mask(users, movies, parsed[features.TIMESTAMP], self.eval_fraction,
-                         self.seed)
+        return eval_mask(users, parsed[features.MOVIE_TITLE], parsed[features.TIMESTAMP],
+                         self.eval_fraction, self.seed)
 
 
 def read_batches(builder: tfds.core.DatasetBuilder, split: str,
@@ -180,12 +172,13 @@ def split_rule(protocol: splits.Protocol, eval_fraction: float, seed: int,
         keys, counts = splits.canonical_eval_keys(u_data_path(data_dir, raw_dir), protocol.name)
         return SplitRule(protocol, eval_fraction, seed, eval_keys=keys), {**recorded, **counts}
     if protocol.kind == splits.TIME:
-        columns = {name: [] for name in SPLIT_FIELDS}
-        for _, parsed in read_batches(ratings_builder, "train", SPLIT_FIELDS):
-            for name in columns:
+        names = (features.USER_ID, features.MOVIE_ID, features.TIMESTAMP)
+        columns = {name: [] for name in names}
+        for _, parsed in read_batches(ratings_builder, "train",
+                                      {name: SPLIT_FIELDS[name] for name in names}):
+            for name in names:
                 columns[name].append(parsed[name])
-        users, movies, times = (np.concatenate(columns[name]) for name in (
-            features.USER_ID, features.MOVIE_ID, features.TIMESTAMP))
+        users, movies, times = (np.concatenate(columns[name]) for name in names)
         cutoff = splits.time_cutoff(times, protocol.quantile)
         counts = splits.unseen_counts(users, movies, times >= cutoff)
         return (SplitRule(protocol, eval_fraction, seed, cutoff_time=cutoff),

@@ -2,7 +2,7 @@
 slice from `train` by the same kind of rule).
 
 - `random` (the default): each rating goes to eval with probability `eval_fraction`, by a seeded
-  hash of its identity (executor.eval_mask).
+  hash of its identity (components/rating_slices.py, the Trainer's validation rule too).
 - `time` or `time:Q`: production's protocol, a global cut-off at the Q quantile of the ratings'
   timestamps (Q = 1 - eval_fraction by default): train on the ratings before it, evaluate on
   those at or after it. Eval ratings of users or titles that have no training rating stay in

@@ -14,7 +14,7 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components import features
+from components import features, rating_slices
 from components.trainer import config as config_lib
 from components.trainer import histories as histories_lib
 from components.trainer import model as model_lib
@@ -34,10 +34,9 @@ VALIDATION = "is_validation"
 
 def in_validation_slice(user_id: tf.Tensor, movie_title: tf.Tensor, timestamp: tf.Tensor,
                         fraction: float) -> tf.Tensor:
-    """Deterministic membership of ratings in the validation slice, by the rating's identity
-    (user, title, time), not by its serialized bytes, whose feature order an encoder may vary."""
-    identity = tf.strings.join([user_id, movie_title, tf.strings.as_string(timestamp)], "|")
-    return tf.strings.to_hash_bucket_fast(identity, 10_000) < int(round(fraction * 10_000))
+    """Which ratings the validation slice takes, by the rating's identity (rating_slices)."""
+    return rating_slices.in_slice(user_id, movie_title, timestamp, fraction,
+                                  rating_slices.VALIDATION_SALT)
 
 
 def records_in_validation_slice(records: np.ndarray, fraction: float,
@@ -101,9 +100,7 @@ def validation_mask(user_ids: np.ndarray, movie_titles: np.ndarray, timestamps: 
     model_inputs decides in its input pipeline; the quality benchmark's peers tune on it)."""
     if _checked_rule(validation_split) == config_lib.TIME_VALIDATION:
         return latest_fraction(timestamps, fraction)
-    return in_validation_slice(tf.constant(user_ids, tf.string),
-                               tf.constant(movie_titles, tf.string),
-                               tf.constant(timestamps, tf.int64), fraction).numpy()
+    return in_validation_slice(user_ids, movie_titles, timestamps, fraction).numpy()
 
 
 def latest_fraction(timestamps: np.ndarray, fraction: float) -> np.ndarray:
