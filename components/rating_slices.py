@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+# What ExampleGen records of the rule (its `split_rule` property, with the fraction and seed):
+# a model trained on another rule's split must not be the baseline of one trained on this
+# rule's, whose eval ratings it may have trained on.
+RULE_NAME = "fingerprint64(salt|user_id|movie_title|timestamp)"
 EVAL_SALT = "eval-seed-{seed}"
 VALIDATION_SALT = "validation"
 _BUCKETS = 2**32

@@ -167,7 +167,11 @@ def split_rule(protocol: splits.Protocol, eval_fraction: float, seed: int,
                ratings_builder: tfds.core.DatasetBuilder, data_dir: str | None,
                raw_dir: str | None) -> tuple[SplitRule, dict[str, int | str]]:
     """The rule, and what to record of it on the Examples artifact."""
-    recorded: dict[str, int | str] = {"split_protocol": str(protocol)}
+    recorded: dict[str, int | str] = {
+        "split_protocol": str(protocol),
+        "split_rule": (f"{protocol} eval_fraction={eval_fraction} seed={seed} "
+                       f"{rating_slices.RULE_NAME}" if protocol.kind == splits.RANDOM
+                       else str(protocol))}
     if protocol.kind == splits.CANONICAL:
         keys, counts = splits.canonical_eval_keys(u_data_path(data_dir, raw_dir), protocol.name)
         return SplitRule(protocol, eval_fraction, seed, eval_keys=keys), {**recorded, **counts}

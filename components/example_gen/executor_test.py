@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
-from components import features
+from components import features, rating_slices
 from components.example_gen import executor, synthetic, tfds_source
 
 
@@ -46,6 +46,8 @@ def test_writes_reproducible_train_eval_split_and_full_catalogue(tmp_path, raw_d
     total = len((raw_dir / "u.data").read_text().splitlines())
     assert len(train) + len(evaluation) == total
     assert 0.1 < len(evaluation) / total < 0.3
+    assert first.get_string_custom_property("split_rule") == (
+        f"random eval_fraction=0.2 seed=42 {rating_slices.RULE_NAME}")
     movies = _read_split(first, "movies")
     assert len(movies) == 50
     assert set(movies[0].features.feature) == set(features.MOVIE_FEATURES)
@@ -95,6 +97,7 @@ def test_canonical_protocol_holds_out_u_data_lines_as_mku_sh_does(tmp_path, raw_
     assert sorted((user, movie) for user, movie, _ in _ratings(examples, "eval")) == expected
     assert len(_ratings(examples, "train")) == len(lines) - block
     assert examples.get_string_custom_property("split_protocol") == "canonical:u2"
+    assert examples.get_string_custom_property("split_rule") == "canonical:u2"
 
 
 def test_large_datasets_are_read_in_shards(tmp_path, raw_dir, monkeypatch):
