@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from benchmarks import quality
+from benchmarks import quality, report
 from components.example_gen import splits
 
 PUBLISHED_U1_RMSE = {  # Papers with Code's MovieLens 100K table, u1 split
@@ -47,11 +47,12 @@ def summarise(folds: dict[str, list[dict]]) -> list[dict]:
     return summary
 
 
-def markdown(summary: list[dict], fold_names: list[str]) -> str:
+def markdown(summary: list[dict], fold_names: list[str], measured: str, commit: str) -> str:
     header = "| model | " + " | ".join(
         c.replace("_accuracy", "").replace("_unrated", " unrated").replace("_", "-")
         for c in quality.COLUMNS) + " |"
-    lines = [f"Mean (standard deviation) over {', '.join(fold_names)}.", "", header,
+    lines = [f"Mean (standard deviation) over {', '.join(fold_names)}; measured {measured} at "
+             f"{commit} by `make bench-protocols`.", "", header,
              "|" + " --- |" * (len(quality.COLUMNS) + 1)]
     for entry in summary:
         cells = [f"{entry[c]:.4f} ({entry[c + '_std']:.4f})" if c in entry else ""
@@ -85,10 +86,12 @@ def main(argv: list[str]) -> int:
         folds[fold] = quality.score_every_model(run, data, args.peers)
         print(quality.markdown(folds[fold]), flush=True)
     summary = summarise(folds)
-    table = markdown(summary, args.folds)
+    measured, commit = time.strftime("%Y-%m-%d"), report.source_commit()
+    table = markdown(summary, args.folds, measured, commit)
     os.makedirs(args.results_dir, exist_ok=True)
     with open(os.path.join(args.results_dir, "protocols.json"), "w") as handle:
-        json.dump({"dataset": "movielens/100k-ratings", "folds": args.folds, "sizes": sizes,
+        json.dump({"dataset": "movielens/100k-ratings", "measured": measured, "commit": commit,
+                   "folds": args.folds, "sizes": sizes,
                    "summary": summary, "per_fold": folds,
                    "published_u1_rmse": PUBLISHED_U1_RMSE,
                    "total_seconds": round(time.time() - started)}, handle, indent=2)

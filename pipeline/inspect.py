@@ -25,10 +25,10 @@ from pipeline import metadata, run_guard
 
 ARTIFACT_STATES = {v: k for k, v in metadata_store_pb2.Artifact.State.items()}
 # Artifact properties worth showing in `artifacts` (the split's, among them).
-ARTIFACT_PROPERTIES = ("split_names", "split_protocol", "split_cutoff_time", "eval_ratings",
-                       "eval_ratings_of_unseen_users", "eval_ratings_of_unseen_titles",
-                       "blessed", "pushed", "pushed_destination", "pushed_version", "span",
-                       "payload_format")
+ARTIFACT_PROPERTIES = ("split_names", "split_protocol", "split_rule", "split_cutoff_time",
+                       "eval_ratings", "eval_ratings_of_unseen_users",
+                       "eval_ratings_of_unseen_titles", "blessed", "pushed", "pushed_destination",
+                       "pushed_version", "span", "payload_format")
 # Execution properties worth showing in a lineage (the rest are TFX internals).
 LINEAGE_PROPERTIES = ("dataset", "eval_fraction", "split_seed", "split_protocol", "raw_dir",
                       "raw_dir_fingerprint", "source_fingerprint",

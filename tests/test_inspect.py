@@ -45,6 +45,7 @@ def test_artifacts_of_a_run_exist_on_disk_and_filter_by_type(capsys, pipeline_st
     [examples] = [a for a in artifacts if a["type"] == "Examples"]
     assert examples["properties"]["split_names"] == '["train", "eval", "movies"]'
     assert examples["properties"]["split_protocol"] == "random"
+    assert examples["properties"]["split_rule"].startswith("random eval_fraction=0.2 seed=42 ")
     [model] = _json(capsys, pipeline_store, "artifacts", "--run", pipeline_store.blessed_run.name,
                     "--type", "Model")
     trainer = pipeline_store.components(pipeline_store.blessed_run)["Trainer"]
