@@ -74,6 +74,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--results-dir", default=str(quality.ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
     started = time.time()
+    measured, commit = time.strftime("%Y-%m-%d"), report.source_commit()  # before the runs
     folds: dict[str, list[dict]] = {}
     sizes = {}
     for fold in args.folds:
@@ -86,7 +87,6 @@ def main(argv: list[str]) -> int:
         folds[fold] = quality.score_every_model(run, data, args.peers)
         print(quality.markdown(folds[fold]), flush=True)
     summary = summarise(folds)
-    measured, commit = time.strftime("%Y-%m-%d"), report.source_commit()
     table = markdown(summary, args.folds, measured, commit)
     os.makedirs(args.results_dir, exist_ok=True)
     with open(os.path.join(args.results_dir, "protocols.json"), "w") as handle:

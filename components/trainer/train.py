@@ -111,6 +111,14 @@ def latest_fraction(timestamps: np.ndarray, fraction: float) -> np.ndarray:
     return timestamps >= np.quantile(timestamps, 1.0 - fraction, method="higher")
 
 
+def evenly_spread(size: int, count: int) -> np.ndarray:
+    """Indices of `count` rows spread evenly over `size` (all of them when size <= count): a
+    fixed sample, so that every check scores the same rows."""
+    if size <= count:
+        return np.arange(size)
+    return np.arange(count, dtype=np.int64) * size // count
+
+
 def shuffled_batches(columns: dict[str, np.ndarray], batch_size: int,
                      seed: int) -> tf.data.Dataset:
     """Endless batches of `columns`: each pass over them in a new order (seeded), its last
@@ -190,6 +198,7 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     columns = (*MODEL_INPUTS, features.TIMESTAMP)
+    checked = evenly_spread(len(validation[features.USER_INDEX]), config.validation_check_size)
     examples = len(fit_part[features.USER_INDEX])
     interval = min(examples, config.validation_interval)
     steps_per_check = -(-interval // config.batch_size)
@@ -199,8 +208,8 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
                          config.seed),
         steps_per_epoch=steps_per_check, epochs=-(-config.epochs * examples // interval),
         validation_data=without_autotune(tf.data.Dataset.from_tensor_slices(
-            {name: validation[name] for name in columns}).batch(config.batch_size))
-        if len(validation[features.USER_INDEX]) else None,
+            {name: validation[name][checked] for name in columns}).batch(config.batch_size))
+        if len(checked) else None,
         verbose=2, callbacks=callbacks)
     seconds = time.perf_counter() - started
     # A check is one pass (its last batch partial), or steps_per_check full batches.

@@ -94,3 +94,11 @@ def test_validation_mask_from_raw_values_is_the_slice_of_the_records():
     assert train.records_in_validation_slice(records, 0.1, "time").tolist() == latest.tolist()
     with pytest.raises(ValueError, match="validation_split must be"):
         train.validation_mask(np.array(users), np.array(titles), np.array(times), 0.1, "hash")
+
+
+def test_checks_score_an_even_spread_of_a_large_validation_slice():
+    assert train.evenly_spread(5, 10).tolist() == [0, 1, 2, 3, 4]
+    spread = train.evenly_spread(1_000, 4)
+    assert spread.tolist() == [0, 250, 500, 750]
+    users = np.repeat(np.arange(100), 50)  # records in file order: grouped by user
+    assert len(set(users[train.evenly_spread(len(users), 200)])) == 100
