@@ -36,18 +36,29 @@ def _requested_version(model_spec) -> int | None:
     return model_spec.version.value if model_spec.HasField("version") else None
 
 
+# The repeated field of each dtype that TF Serving's default serialization (AsProtoField)
+# fills: clients read `response.outputs[name].float_val` as well as `tf.make_ndarray`.
+_VALUE_FIELDS = {np.dtype(np.float32): "float_val", np.dtype(np.float64): "double_val",
+                 np.dtype(np.int32): "int_val", np.dtype(np.int64): "int64_val",
+                 np.dtype(np.bool_): "bool_val"}
+
+
 def tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """What tf.make_tensor_proto makes of a signature's output (an array of bytes objects, or
-    of numbers), built directly: numbers as `tensor_content`, strings as `string_val`, as TF
-    Serving answers. 3 to 4 us an output here, where tf.make_tensor_proto's checks took 13 to
-    19."""
+    """What TF Serving answers for a signature's output (an array of bytes objects, or of
+    numbers), built directly: strings in `string_val`, numbers in their dtype's repeated field
+    (`tensor_content` for dtypes no signature here returns). 3 to 4 us an output here, where
+    tf.make_tensor_proto's checks took 13 to 19."""
     proto = tensor_pb2.TensorProto(tensor_shape=tensor_shape_pb2.TensorShapeProto(
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]))
     if array.dtype == object:
         proto.dtype = types_pb2.DT_STRING
         proto.string_val.extend(array.ravel().tolist())
+        return proto
+    proto.dtype = tf.as_dtype(array.dtype).as_datatype_enum
+    field = _VALUE_FIELDS.get(array.dtype)
+    if field:
+        getattr(proto, field).extend(array.ravel().tolist())
     else:
-        proto.dtype = tf.as_dtype(array.dtype).as_datatype_enum
         proto.tensor_content = np.ascontiguousarray(array).tobytes()
     return proto
 

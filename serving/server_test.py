@@ -47,7 +47,8 @@ def test_direct_calls_answer_as_the_signatures(toy_model):
 
 @pytest.mark.parametrize("array", [
     np.array([[b"Movie 1 (1990)", "Émile (2003)".encode(), b"\xff"]], dtype=object),
-    np.array([[0.5, -2.25]], np.float32), np.zeros([0, 10], np.int32), np.array([3], np.int64)])
+    np.array([[0.5, -2.25]], np.float32), np.zeros([0, 10], np.int32), np.array([3], np.int64),
+    np.array([True, False]), np.array([1.5], np.float64), np.array([1.5], np.float16)])
 def test_response_tensors_are_those_of_make_tensor_proto(array):
     proto = grpc_service.tensor_proto(array)
     expected = tf.make_tensor_proto(array)
@@ -55,6 +56,12 @@ def test_response_tensors_are_those_of_make_tensor_proto(array):
     read = tf.make_ndarray(proto)
     assert read.dtype == tf.make_ndarray(expected).dtype
     np.testing.assert_array_equal(read, array)
+
+
+def test_numbers_are_answered_in_their_repeated_field_as_tf_serving_does():
+    assert grpc_service.tensor_proto(np.array([0.5, 2.0], np.float32)).float_val == [0.5, 2.0]
+    assert grpc_service.tensor_proto(np.array([[7]], np.int64)).int64_val == [7]
+    assert grpc_service.tensor_proto(np.array([True])).bool_val == [True]
 
 
 def test_row_and_columnar_predict_answer_as_tf_serving(served_toy, toy_model):
