@@ -186,8 +186,7 @@ def main(argv: list[str]) -> int:
         return 0
     sizes = list(dict.fromkeys(args.sizes + (["ml-25m"] if args.with_ml_25m else [])))
     work_dir = Path(args.work_dir)
-    # Read before the runs: code edited during an hour-long run must not relabel it.
-    commit = report.source_commit()
+    provenance = report.provenance()
     rows = []
     for size in sizes:
         raw_dir = (Path(args.raw_dir).resolve() if size == "ml-100k" and args.raw_dir
@@ -195,8 +194,7 @@ def main(argv: list[str]) -> int:
         limit = args.ml_25m_limit_s if size == "ml-25m" else 3 * 3600
         rows.append({**measure(size, raw_dir, work_dir, limit),
                      "data": "real" if size == "ml-100k" and args.raw_dir else "synthetic",
-                     "commit": commit, "machine": report.machine(),
-                     "measured": time.strftime("%Y-%m-%d")})
+                     **provenance, "machine": report.machine()})
     saved = RESULTS / "pipeline_speed.json"
     kept = [row for row in (json.loads(saved.read_text())["rows"] if saved.exists() else [])
             if row["size"] not in sizes]

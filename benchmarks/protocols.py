@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--results-dir", default=str(quality.ROOT / "benchmarks" / "results"))
     args = parser.parse_args(argv)
     started = time.time()
-    measured, commit = time.strftime("%Y-%m-%d"), report.source_commit()  # before the runs
+    provenance = report.provenance()
     folds: dict[str, list[dict]] = {}
     sizes = {}
     for fold in args.folds:
@@ -87,10 +87,10 @@ def main(argv: list[str]) -> int:
         folds[fold] = quality.score_every_model(run, data, args.peers)
         print(quality.markdown(folds[fold]), flush=True)
     summary = summarise(folds)
-    table = markdown(summary, args.folds, measured, commit)
+    table = markdown(summary, args.folds, **provenance)
     os.makedirs(args.results_dir, exist_ok=True)
     with open(os.path.join(args.results_dir, "protocols.json"), "w") as handle:
-        json.dump({"dataset": "movielens/100k-ratings", "measured": measured, "commit": commit,
+        json.dump({"dataset": "movielens/100k-ratings", **provenance,
                    "folds": args.folds, "sizes": sizes,
                    "summary": summary, "per_fold": folds,
                    "published_u1_rmse": PUBLISHED_U1_RMSE,

@@ -283,7 +283,7 @@ def main(argv: list[str]) -> int:
                              "other than random go to quality-<protocol>.{json,md}")
     args = parser.parse_args(argv)
     started = time.time()
-    commit = report.source_commit()  # before the run: edits made during it do not relabel it
+    provenance = report.provenance()
 
     print("Running the pipeline ...", flush=True)
     run = run_pipeline(args.raw_dir, args.output_dir or pipeline_root(args.split), args.split)
@@ -299,7 +299,7 @@ def main(argv: list[str]) -> int:
               "eval_ratings": int(len(data.eval_users)), "titles": int(data.shape[1]),
               "pipeline_seconds": round(run["seconds"]),
               "total_seconds": round(time.time() - started), "rows": rows}
-    result.update(measured=time.strftime("%Y-%m-%d"), commit=commit)
+    result.update(provenance)
     name = "quality" if args.split == "random" else f"quality-{args.split.replace(':', '-')}"
     with open(os.path.join(args.results_dir, f"{name}.json"), "w") as handle:
         json.dump(result, handle, indent=2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,12 @@ def source_commit() -> str:
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", "components", "pipeline",
                 "serving")
     return git("rev-parse", "--short", "HEAD") + ("+changes" if dirty else "")
+
+
+def provenance() -> dict[str, str]:
+    """The `measured` date and `commit` of a run. Read it before the run starts: code edited
+    during an hour-long run must not relabel it."""
+    return {"measured": time.strftime("%Y-%m-%d"), "commit": source_commit()}
 
 
 def machine() -> str:

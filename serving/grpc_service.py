@@ -46,8 +46,8 @@ _VALUE_FIELDS = {np.dtype(np.float32): "float_val", np.dtype(np.float64): "doubl
 def tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """What TF Serving answers for a signature's output (an array of bytes objects, or of
     numbers), built directly: strings in `string_val`, numbers in their dtype's repeated field
-    (`tensor_content` for dtypes no signature here returns). 3 to 4 us an output here, where
-    tf.make_tensor_proto's checks took 13 to 19."""
+    (`tensor_content` for dtypes no signature here returns). 4 to 7 us an output of 10 to 100
+    numbers here, where tf.make_tensor_proto's checks took 13 to 19."""
     proto = tensor_pb2.TensorProto(tensor_shape=tensor_shape_pb2.TensorShapeProto(
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]))
     if array.dtype == object:
