@@ -12,6 +12,7 @@ from components.trainer import histories as histories_lib
 from components.trainer import model as model_lib
 from components.trainer import serving, train
 from components.trainer.catalogue import Catalogue
+from components.trainer.conftest import serialize
 from pipeline import configs
 
 TOP_K = 5
@@ -28,9 +29,11 @@ def _ratings() -> list[dict]:
             for user in range(1, 5) for i in range(6)]
 
 
-def _build_module(analyze_ratings, ratings: list[dict], titles: list[bytes]):
+def _build_module(analyze_ratings, ratings: list[dict], titles: list[bytes],
+                  weights_seed: int | None = None):
     """(the serving module of an untrained adopted model, unsaved; the users' histories; the
-    movie vocabulary)."""
+    movie vocabulary). With `weights_seed`, its weights are drawn at random: untrained, every
+    title embeds alike and scores the same."""
     transform_output, records = analyze_ratings(ratings)
     users = transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movies = transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
@@ -46,10 +49,19 @@ def _build_module(analyze_ratings, ratings: list[dict], titles: list[bytes]):
                                         user_histories=histories)
     # Unbounded: the untrained head predicts near 0, which the stars' range would clip to 1
     # for every rating, and the tests that compare ratings would compare nothing.
-    module = serving.RecommenderModule(
-        transform_output, recommender.user_tower, recommender.movie_tower,
-        recommender.rating_head, catalogue, catalogue.rated_rows(histories), TOP_K,
-        rating_range=(-np.inf, np.inf))
+    def serving_module():
+        return serving.RecommenderModule(
+            transform_output, recommender.user_tower, recommender.movie_tower,
+            recommender.rating_head, catalogue, catalogue.rated_rows(histories), TOP_K,
+            rating_range=(-np.inf, np.inf))
+
+    module = serving_module()
+    if weights_seed is not None:
+        rng = np.random.default_rng(weights_seed)
+        for weight in recommender.weights:
+            value = weight.numpy()
+            weight.assign(rng.normal(size=value.shape).astype(value.dtype))
+        module = serving_module()
     return module, histories, movies
 
 
@@ -218,6 +230,76 @@ def test_unrated_answers_users_whose_history_outgrows_scanns_reordering(analyze_
     assert outputs["titles"].shape == outputs["scores"].shape == (2, TOP_K)
     assert not set(outputs["titles"].numpy()[0]) & set(titles[:1_000])
     assert not set(outputs["titles"].numpy()[1]) & set(titles[:3])
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory, analyze_ratings):
+    export_dir = str(tmp_path_factory.mktemp("random_model"))
+    _build_module(analyze_ratings, _ratings(), TITLES + [CATALOGUE_ONLY],
+                  weights_seed=0)[0].save(export_dir)
+    stack.register_scann_ops()
+    return tf.saved_model.load(export_dir)
+
+
+def test_evaluation_ranks_each_held_out_title_as_the_served_scores_do(random_model):
+    """The `evaluation` signature against the other signatures' answers: each held-out title's
+    rank among the whole catalogue and among the titles its user did not rate, its predicted
+    rating. A title outside the catalogue ranks last; an unknown user has rated nothing."""
+    catalogue = TITLES + [CATALOGUE_ONLY]
+    rated = {user: {row[features.MOVIE_TITLE][0] for row in _ratings()
+                    if row[features.USER_ID] == [user]} for user in (b"1", b"2", b"3")}
+    # Every title for two users (rated ones included), at times within their histories.
+    held_out = [(user, title, float(1 + i % 5), 1_000_000 + 1_000 * i)
+                for user in (b"1", b"2") for i, title in enumerate(catalogue)]
+    held_out += [(b"3", b"Not In The Catalogue", 3.0, 1_020_000),
+                 (b"no-such-user", TITLES[7], 1.0, 1_000_000)]
+    examples = serialize([{features.USER_ID: [user], features.MOVIE_TITLE: [title],
+                           features.MOVIE_GENRES: [1], features.RATING: [stars],
+                           features.TIMESTAMP: [time]} for user, title, stars, time in held_out])
+    model = random_model
+    outputs = {name: value.numpy() for name, value in model.signatures["evaluation"](
+        examples=tf.constant(examples)).items()}
+
+    users, titles, stars, times = (list(column) for column in zip(*held_out, strict=True))
+    scores = model.signatures["catalogue_scores_at_time"](
+        user_id=_strings(*users), timestamp=_times(*times))["scores"].numpy()
+    ratings = model.signatures["rating_at_time"](
+        user_id=_strings(*users), movie_title=_strings(*titles),
+        timestamp=_times(*times))["rating"].numpy()
+    ranks = []
+    for i, (user, title) in enumerate(zip(users, titles, strict=True)):
+        unrated = np.array([t not in rated.get(user, set()) for t in catalogue])
+        if title in catalogue:
+            better = scores[i] > scores[i, catalogue.index(title)]
+        else:
+            better = np.ones(len(catalogue), dtype=bool)
+        ranks.append((better.sum(), (better & unrated).sum()))
+        for k in (1, 5, 10):
+            assert outputs[f"top_{k}_accuracy"][i] == (better.sum() < k), (i, k)
+            assert outputs[f"top_{k}_accuracy_unrated"][i] == (
+                (better & unrated).sum() < k), (i, k)
+        # 41 titles: only a title outside the catalogue misses the top 100.
+        assert outputs["top_100_accuracy"][i] == outputs["top_100_accuracy_unrated"][i] == (
+            title in catalogue)
+    # The two ranks differ across the thresholds tested.
+    assert any(rank >= 5 > rank_unrated for rank, rank_unrated in ranks)
+    np.testing.assert_allclose(outputs["rating"], ratings, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(outputs["squared_error"], (ratings - np.array(stars)) ** 2,
+                               rtol=1e-4, atol=1e-5)
+    # 41 titles: ScaNN searches every leaf and reorders every candidate, so it finds the
+    # exact top 10.
+    np.testing.assert_array_equal(outputs["scann_recall_at_10"], 1.0)
+
+
+def test_recall_counts_the_found_rows_among_the_exact_top_k():
+    scores = tf.constant([[0.9, 0.8, 0.7, 0.6, 0.5],
+                          [0.1, 0.2, 0.3, 0.4, 0.5]])
+    found = tf.constant([[0, 1], [4, 0]])  # both of the best two; one of them
+    np.testing.assert_allclose(serving.recall_at_k(scores, found).numpy(), [1.0, 0.5])
+    found = tf.constant([[2, 4], [3, 4]])  # neither; both, in another order
+    np.testing.assert_allclose(serving.recall_at_k(scores, found).numpy(), [0.0, 1.0])
+    empty = serving.recall_at_k(tf.zeros([0, 5]), tf.zeros([0, 2], tf.int32))
+    assert empty.shape == (0,)
 
 
 def test_scann_parameters_scale_with_the_catalogue():
