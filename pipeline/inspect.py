@@ -30,7 +30,8 @@ ARTIFACT_PROPERTIES = ("split_names", "split_protocol", "split_rule", "split_cut
                        "eval_ratings_of_unseen_titles", "blessed", "pushed", "pushed_destination",
                        "pushed_version", "span", "payload_format")
 # Execution properties worth showing in a lineage (the rest are TFX internals).
-LINEAGE_PROPERTIES = ("dataset", "eval_fraction", "split_seed", "split_protocol", "raw_dir",
+LINEAGE_PROPERTIES = ("dataset", "eval_fraction", "max_eval_ratings", "split_seed",
+                      "split_protocol", "raw_dir",
                       "raw_dir_fingerprint", "source_fingerprint",
                       "tfds_data_dir", "schema_file", "preprocessing_fn", "run_fn",
                       "custom_config", "module_path", "push_destination")

@@ -40,6 +40,7 @@ def create_pipeline(
     eval_fraction: float,
     split_seed: int,
     split_protocol: str,
+    max_eval_ratings: int | None,
     schema_path: str,
     preprocessing_fn: str,
     run_fn: str,
@@ -64,6 +65,7 @@ def create_pipeline(
     # MovieLens from TFDS: train/eval ratings, split reproducibly, and the movie catalogue.
     example_gen = TfdsExampleGen(dataset=dataset, eval_fraction=eval_fraction,
                                  split_seed=split_seed, split_protocol=split_protocol,
+                                 max_eval_ratings=max_eval_ratings,
                                  tfds_data_dir=tfds_data_dir, raw_dir=raw_dir)
 
     # Statistics of every split, for validation and for inspection.

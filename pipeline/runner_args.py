@@ -41,6 +41,7 @@ def shared_pipeline_args(epochs: int, min_top_100_accuracy: float, max_rmse: flo
 
     return {
         "eval_fraction": configs.EVAL_FRACTION,
+        "max_eval_ratings": configs.MAX_EVAL_RATINGS,
         "split_seed": configs.SPLIT_SEED,
         "split_protocol": protocol,
         "preprocessing_fn": configs.PREPROCESSING_FN,

@@ -165,11 +165,15 @@ def u_data_path(data_dir: str | None, raw_dir: str | None) -> str:
 
 def split_rule(protocol: splits.Protocol, eval_fraction: float, seed: int,
                ratings_builder: tfds.core.DatasetBuilder, data_dir: str | None,
-               raw_dir: str | None) -> tuple[SplitRule, dict[str, int | str]]:
+               raw_dir: str | None, max_eval_ratings: int | None = None
+               ) -> tuple[SplitRule, dict[str, int | str]]:
     """The rule, and what to record of it on the Examples artifact."""
+    if protocol.kind == splits.RANDOM:
+        eval_fraction = splits.capped_eval_fraction(
+            eval_fraction, ratings_builder.info.splits["train"].num_examples, max_eval_ratings)
     recorded: dict[str, int | str] = {
         "split_protocol": str(protocol),
-        "split_rule": (f"{protocol} eval_fraction={eval_fraction} seed={seed} "
+        "split_rule": (f"{protocol} eval_fraction={eval_fraction:.6g} seed={seed} "
                        f"{rating_slices.RULE_NAME}" if protocol.kind == splits.RANDOM
                        else str(protocol))}
     if protocol.kind == splits.CANONICAL:
@@ -204,8 +208,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         raw_dir = exec_properties.get("raw_dir") or None
         ratings_builder, movies_builder = prepare_builders(exec_properties["dataset"], data_dir,
                                                            raw_dir)
+        max_eval_ratings = exec_properties.get("max_eval_ratings") or None
+        if max_eval_ratings is not None and int(max_eval_ratings) < 1:
+            raise ValueError(f"max_eval_ratings must be at least 1, got {max_eval_ratings}.")
         rule, recorded = split_rule(protocol, eval_fraction, seed, ratings_builder, data_dir,
-                                    raw_dir)
+                                    raw_dir, max_eval_ratings and int(max_eval_ratings))
 
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         split_names = [features.TRAIN_SPLIT, features.EVAL_SPLIT, features.MOVIES_SPLIT]

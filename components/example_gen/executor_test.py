@@ -88,6 +88,26 @@ def test_time_protocol_trains_before_the_cut_off_and_records_it(tmp_path, raw_di
         user in unseen_users for user, _, _ in evaluation)
 
 
+def test_a_large_datasets_random_eval_split_is_capped_and_recorded(tmp_path, raw_dir):
+    total = len((raw_dir / "u.data").read_text().splitlines())  # about 400
+    uncapped = _run(tmp_path, raw_dir, "uncapped", max_eval_ratings=total // 5 + 1)
+    capped = _run(tmp_path, raw_dir, "capped", max_eval_ratings=40)
+    assert uncapped.get_string_custom_property("split_rule").startswith(
+        "random eval_fraction=0.2 seed=42 ")
+    assert capped.get_string_custom_property("split_rule").startswith(
+        f"random eval_fraction={40 / total:g} seed=42 ")
+    evaluation = _ratings(capped, "eval")
+    assert 20 < len(evaluation) < 60
+    assert len(evaluation) + len(_ratings(capped, "train")) == total
+    # The same hash: the capped eval split is part of the uncapped one.
+    assert set(evaluation) < set(_ratings(uncapped, "eval"))
+    # Other protocols choose their own eval sets.
+    timed = _run(tmp_path, raw_dir, "timed", split_protocol="time:0.75", max_eval_ratings=40)
+    assert timed.get_int_custom_property("eval_ratings") > total // 5
+    with pytest.raises(ValueError, match="max_eval_ratings must be at least 1, got -5"):
+        _run(tmp_path, raw_dir, "bad", max_eval_ratings=-5)
+
+
 def test_canonical_protocol_holds_out_u_data_lines_as_mku_sh_does(tmp_path, raw_dir):
     examples = _run(tmp_path, raw_dir, "u2", split_protocol="canonical:u2")
     lines = [line.split("\t") for line in (raw_dir / "u.data").read_text().splitlines()]

@@ -2,7 +2,8 @@
 slice from `train` by the same kind of rule).
 
 - `random` (the default): each rating goes to eval with probability `eval_fraction`, by a seeded
-  hash of its identity (components/rating_slices.py, the Trainer's validation rule too).
+  hash of its identity (components/rating_slices.py, the Trainer's validation rule too). With
+  `max_eval_ratings`, a large dataset's fraction is lowered to hold out about that many.
 - `time` or `time:Q`: production's protocol, a global cut-off at the Q quantile of the ratings'
   timestamps (Q = 1 - eval_fraction by default): train on the ratings before it, evaluate on
   those at or after it. Eval ratings of users or titles that have no training rating stay in
@@ -67,6 +68,15 @@ def parse_protocol(text: str, eval_fraction: float, dataset: str | None = None) 
     raise SplitProtocolError(
         f"Unknown split protocol {text!r}: expected 'random', 'time', 'time:Q' or "
         f"'canonical:' followed by one of {', '.join((*FOLDS, *ALL_BUT))}.")
+
+
+def capped_eval_fraction(eval_fraction: float, num_ratings: int,
+                         max_eval_ratings: int | None) -> float:
+    """The random protocol's eval fraction: `eval_fraction`, lowered so that about
+    `max_eval_ratings` of the dataset's `num_ratings` go to eval (None: never lowered)."""
+    if max_eval_ratings is None or num_ratings * eval_fraction <= max_eval_ratings:
+        return eval_fraction
+    return max_eval_ratings / num_ratings
 
 
 def canonical_test_lines(users: np.ndarray, name: str) -> np.ndarray:

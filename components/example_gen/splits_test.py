@@ -86,6 +86,13 @@ def test_canonical_splits_belong_to_movielens_100k():
         splits.parse_protocol("canonical:u1", 0.2, "movielens/1m-ratings")
 
 
+def test_the_eval_fraction_is_capped_to_about_max_eval_ratings():
+    assert splits.capped_eval_fraction(0.2, 100_000, 250_000) == 0.2
+    assert splits.capped_eval_fraction(0.2, 1_250_000, 250_000) == 0.2
+    assert splits.capped_eval_fraction(0.2, 25_000_000, 250_000) == 0.01
+    assert splits.capped_eval_fraction(0.2, 25_000_000, None) == 0.2
+
+
 def test_unseen_counts_take_string_ids_as_tensorflow_gives_them():
     users = np.array([b"1", b"1", b"2", b"3"], dtype=object)
     movies = np.array([b"5", b"6", b"5", b"7"], dtype=object)
