@@ -56,15 +56,6 @@ class ModelConfig:
     # (Koren's explicit neighbourhood term), weighted by time buckets of its own.
     history_time_boundaries: tuple[float, ...] = (60, 600, 3_600, 21_600, 86_400, 259_200,
                                                   604_800, 2_592_000, 7_776_000)
-    # Each title's popularity bias gets a term per period of time (Koren's timeSVD++,
-    # b_i + b_i,Bin(t)): `popularity_time_bins` periods holding equal numbers of training
-    # ratings, the last one open-ended, so that a request made after the training data (or
-    # without a time) reads the titles' latest popularity. 1: one bias for all time.
-    popularity_time_bins: int = 1
-    # In training, this fraction of the examples is asked as if by an unknown user (the OOV
-    # index: its own embedding, no history), so that users unseen in training get a learnt
-    # vector rather than an untrained one.
-    cold_user_fraction: float = 0.0
     # L2 penalty on the user and title embedding tables, applied by the optimizer to the rows
     # each step updates (components/trainer/lazy_adam.py: a step's cost then stays
     # independent of the vocabularies' sizes).
@@ -98,13 +89,6 @@ class ModelConfig:
     seed: int = 42
     # How many titles the serving signatures return.
     top_k: int = 10
-
-    @property
-    def vector_width(self) -> int:
-        """Width of the towers' vectors: the embedding, the popularity bias, and with time bins
-        one term per bin."""
-        bins = self.popularity_time_bins
-        return self.embedding_dim + 1 + (bins if bins > 1 else 0)
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "ModelConfig":

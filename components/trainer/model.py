@@ -31,16 +31,6 @@ def clamp_time(time: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(tf.cast(time, tf.int64), 0, LATEST_TIME)
 
 
-def popularity_period_boundaries(times: np.ndarray, periods: int) -> np.ndarray:
-    """[periods - 1] int64: the times that cut the training ratings' `times` into `periods`
-    periods of equal numbers of ratings (a period starts at its boundary)."""
-    if periods < 1:
-        raise ValueError(f"popularity_time_bins must be at least 1, got {periods}.")
-    if periods == 1 or not len(times):
-        return np.zeros(0, dtype=np.int64)
-    return np.quantile(times, np.arange(1, periods) / periods, method="higher").astype(np.int64)
-
-
 @dataclasses.dataclass(frozen=True)
 class RatingWindow:
     """A window of each user's ratings, each [batch, size]: movie index, time (seconds since the
@@ -228,8 +218,7 @@ class TimeWeightedMean(tf.keras.layers.Layer):
 
 class UserTower(tf.keras.Model):
     """user_index [batch], request_time [batch] int64 (and in training, the rated movie to leave
-    out) -> (retrieval vector, rating vector), each [batch, config.vector_width]. Index
-    num_users is OOV.
+    out) -> (retrieval vector, rating vector), each [batch, dim + 1]. Index num_users is OOV.
 
     taste = the user's own embedding + the taste history term (TasteHistoryMean);
     retrieval vector = taste + the session term: a TimeWeightedMean of "session" embeddings of
@@ -237,10 +226,9 @@ class UserTower(tf.keras.Model):
     rating vector = taste + the rated term: a TimeWeightedMean, with weights of its own, of
     "rated" embeddings of the same ratings, each scaled by the rating's distance to the
     training mean rating (Koren's explicit neighbourhood term).
-    The vectors end with a constant 1 that meets the movie bias in the dot product (and, with
-    popularity_time_bins, a one-hot of the request's period that meets the movie's bias in
-    it). Only ratings made strictly before the request enter the recent terms: a live system
-    has no later ones. A request at LATEST_TIME (the user-id-only signatures: no request
+    The last component of each vector is a constant 1 that meets the movie bias in the dot
+    product. Only ratings made strictly before the request enter the recent terms: a live
+    system has no later ones. A request at LATEST_TIME (the user-id-only signatures: no request
     time) has no session to follow: its recent terms read `recent_history_size` ratings spread
     over the whole history instead, all in the oldest time bucket, so weighed uniformly.
     """
@@ -257,10 +245,6 @@ class UserTower(tf.keras.Model):
         self.history = HistoryTable(histories)
         # Fixed at training: the served histories must not shift what the model learnt.
         self.mean_rating = tf.constant(histories.mean_rating(), tf.float32)
-        self.popularity_periods = config.popularity_time_bins
-        self.popularity_period_boundaries = tf.constant(
-            popularity_period_boundaries(histories.times, config.popularity_time_bins),
-            tf.int64)
         self.taste_history = TasteHistoryMean(
             self.history, embedding(num_movies + 1, "history_embedding"),
             config.taste_history_size, name="taste_history")
@@ -306,8 +290,8 @@ class UserTower(tf.keras.Model):
                 left_out_movie: tf.Tensor | None = None,
                 request: RatingWindow | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """(the retrieval task's user vector, with the session term; the rating task's, with
-        the rated term instead), each [batch, config.vector_width]. `request`: ratings the
-        request carries, merged with the stored history (the recent terms read the latest
+        the rated term instead), each [batch, dim + 1]. `request`: ratings the request
+        carries, merged with the stored history (the recent terms read the latest
         `recent_history_size` of both made before the request)."""
         taste = self.user_embedding(user_index)
         taste += self.taste_history(user_index, left_out_movie=left_out_movie, request=request)
@@ -319,20 +303,7 @@ class UserTower(tf.keras.Model):
         stars_given = valid * tf.cast(recent.ratings > 0, tf.float32)
         rating = taste + self.rated_term(recent.movies, stars_given, gaps,
                                          scales=recent.ratings - self.mean_rating)
-        return (self._with_popularity_terms(retrieval, request_time),
-                tf.concat([rating, tf.ones_like(rating[:, :1])], axis=1))
-
-    def _with_popularity_terms(self, vector: tf.Tensor, request_time: tf.Tensor) -> tf.Tensor:
-        """`vector` with a constant 1, which meets the title's popularity bias in a dot
-        product, and with popularity periods a one-hot of the request's period, which meets
-        the title's bias in that period (a request after the last boundary, or without a time,
-        is in the last period)."""
-        terms = [vector, tf.ones_like(vector[:, :1])]
-        if self.popularity_periods > 1:
-            period = tf.searchsorted(self.popularity_period_boundaries,
-                                     clamp_time(request_time), side="right")
-            terms.append(tf.one_hot(period, self.popularity_periods, dtype=vector.dtype))
-        return tf.concat(terms, axis=1)
+        return _with_bias_one(retrieval), _with_bias_one(rating)
 
     def _merge_recent(self, recent: RatingWindow, request: RatingWindow,
                       request_time: tf.Tensor) -> RatingWindow:
@@ -355,16 +326,20 @@ class UserTower(tf.keras.Model):
         return self.vectors(inputs[features.USER_INDEX], inputs[features.TIMESTAMP])[0]
 
 
+def _with_bias_one(vector: tf.Tensor) -> tf.Tensor:
+    """`vector` with a constant last component 1, which meets the movie bias in a dot
+    product."""
+    return tf.concat([vector, tf.ones_like(vector[:, :1])], axis=1)
+
+
 TITLE_EMBEDDING = "title_embedding"
 
 
 def build_movie_tower(num_movies: int, config: ModelConfig) -> tf.keras.Model:
-    """movie_index [batch], genres_multi_hot [batch, 21] -> movie vector [batch,
-    config.vector_width].
+    """movie_index [batch], genres_multi_hot [batch, 21] -> movie embedding [batch, dim + 1].
 
     The genre term gives titles unseen in training (the shared OOV index) an embedding of their
-    own kind; then come the movie's learnt popularity bias and, with popularity_time_bins, its
-    bias in each period.
+    own kind; the last component is the movie's learnt popularity bias.
     """
     movie_index = tf.keras.Input(shape=(), dtype=tf.int64, name=features.MOVIE_INDEX)
     genres = tf.keras.Input(shape=(features.NUM_GENRES,), dtype=tf.float32,
@@ -376,12 +351,7 @@ def build_movie_tower(num_movies: int, config: ModelConfig) -> tf.keras.Model:
     embedding = tf.keras.layers.Add(name="movie_embedding")([title_embedding, genre_embedding])
     bias = tf.keras.layers.Embedding(num_movies + 1, 1, embeddings_initializer="zeros",
                                      name="movie_bias")(movie_index)
-    parts = [embedding, bias]
-    if config.popularity_time_bins > 1:
-        parts.append(tf.keras.layers.Embedding(
-            num_movies + 1, config.popularity_time_bins, embeddings_initializer="zeros",
-            name="movie_period_bias")(movie_index))
-    output = tf.keras.layers.Concatenate(name="movie_vector")(parts)
+    output = tf.keras.layers.Concatenate(name="movie_vector")([embedding, bias])
     return tf.keras.Model({features.MOVIE_INDEX: movie_index, features.GENRES_MULTI_HOT: genres},
                           output, name="movie_tower")
 
@@ -389,7 +359,7 @@ def build_movie_tower(num_movies: int, config: ModelConfig) -> tf.keras.Model:
 def build_rating_head(config: ModelConfig) -> tf.keras.Model:
     """(user embedding, movie embedding) -> predicted rating [batch]."""
     user = tf.keras.Input(shape=(config.embedding_dim + 1,), name="user_embedding")
-    movie = tf.keras.Input(shape=(config.vector_width,), name="movie_embedding")
+    movie = tf.keras.Input(shape=(config.embedding_dim + 1,), name="movie_embedding")
     hidden = tf.keras.layers.Concatenate()([user, movie])
     for units in config.rating_hidden_units:
         hidden = tf.keras.layers.Dense(units, activation="relu")(hidden)
@@ -423,7 +393,6 @@ class MultiTaskRecommender(tfrs.Model):
         self.movie_genres = tf.concat(
             [self.vocabulary_genres, tf.zeros([1, features.NUM_GENRES])], axis=0)
         self.catalogue_softmax_size = config.catalogue_softmax_size
-        self.cold_user_fraction = config.cold_user_fraction
         self.sample_catalogue = len(movie_genres) > config.catalogue_softmax_size
         self.rating_task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(),
@@ -432,14 +401,9 @@ class MultiTaskRecommender(tfrs.Model):
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False):
         """(user vector at the request time, movie vector, predicted rating)."""
         movie_index = inputs[features.MOVIE_INDEX]
-        user_index = inputs[features.USER_INDEX]
-        if training and self.cold_user_fraction > 0:
-            oov = self.user_tower.user_embedding.input_dim - 1
-            cold = tf.random.uniform(tf.shape(user_index)) < self.cold_user_fraction
-            user_index = tf.where(cold, tf.cast(oov, user_index.dtype), user_index)
         # Every training example is in its user's history, which must not hold it.
         user_embedding, rating_vector = self.user_tower.vectors(
-            user_index, inputs[features.TIMESTAMP],
+            inputs[features.USER_INDEX], inputs[features.TIMESTAMP],
             left_out_movie=movie_index if training else None)
         movie_embedding = self.movie_tower({
             features.MOVIE_INDEX: movie_index,
@@ -505,8 +469,7 @@ def build_model(num_users: int, num_movies: int, config: ModelConfig, movie_genr
     """The compiled model. `movie_genres` [num_movies, NUM_GENRES] (genres by movie index);
     `user_histories` what each user rated in training (the history terms read them)."""
     tf.keras.utils.set_random_seed(config.seed)
-    for name in ("taste_history_size", "recent_history_size", "catalogue_softmax_size",
-                 "popularity_time_bins"):
+    for name in ("taste_history_size", "recent_history_size", "catalogue_softmax_size"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}.")
     model = MultiTaskRecommender(UserTower(num_users, num_movies, config, user_histories),

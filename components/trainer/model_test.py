@@ -66,7 +66,7 @@ def _vectors(tower, users, times, left_out=None):
     def constant(values):
         return None if values is None else tf.constant(values, tf.int64)
 
-    return [vector.numpy()[:, :tower.user_embedding.output_dim] for vector in tower.vectors(
+    return [vector.numpy()[:, :-1] for vector in tower.vectors(
         constant(users), constant(times), left_out_movie=constant(left_out))]
 
 
@@ -116,30 +116,6 @@ def test_config_rejects_unknown_hyperparameters_and_bad_sizes():
     assert config.rating_hidden_units == (8,)
     with pytest.raises(ValueError, match="recent_history_size must be at least 1"):
         _build(_config(recent_history_size=0))
-
-
-def test_each_period_of_time_has_its_own_title_popularity_term():
-    """Four periods of 25 training ratings each: the user vectors end with the constant 1 and
-    a one-hot of the request's period (the last one open-ended), the movie vectors with the
-    movie's bias and its bias in each period, so a dot product adds the request period's."""
-    assert model_lib.popularity_period_boundaries(np.arange(100), 4).tolist() == [25, 50, 75]
-    assert model_lib.popularity_period_boundaries(np.arange(100), 1).tolist() == []
-    histories = _histories([0] * 100, [i % NUM_MOVIES for i in range(100)], range(100))
-    model = _build(_config(embedding_dim=8, popularity_time_bins=4), histories)
-    times = [0, 24, 25, 99, 10_000, model_lib.LATEST_TIME]
-    vector, rating_vector = model.user_tower.vectors(_users([0] * 6), _users(times))
-    assert vector.shape == (6, 8 + 1 + 4) and rating_vector.shape == (6, 8 + 1)
-    np.testing.assert_array_equal(vector[:, 8], 1.0)
-    np.testing.assert_array_equal(np.argmax(vector[:, 9:], axis=1), [0, 0, 1, 3, 3, 3])
-    np.testing.assert_array_equal(vector[:, 9:].numpy().sum(axis=1), 1.0)
-    period_bias = np.arange(4 * (NUM_MOVIES + 1), dtype="float32").reshape(-1, 4)
-    model.movie_tower.get_layer("movie_period_bias").set_weights([period_bias])
-    movies = tf.constant([0, 7], tf.int64)
-    vectors = model.movie_tower({features.MOVIE_INDEX: movies, features.GENRES_MULTI_HOT:
-                                 tf.constant(_catalogue_genres()[[0, 7]])})
-    np.testing.assert_array_equal(vectors[:, 9:], period_bias[[0, 7]])
-    with pytest.raises(ValueError, match="popularity_time_bins must be at least 1"):
-        _build(_config(popularity_time_bins=0))
 
 
 def test_taste_history_is_the_history_mean_without_the_training_target():
