@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
+from pipeline import configs, metadata
 from pipeline import inspect as inspect_cli
-from pipeline import metadata
 
 
 def _run(capsys, *argv):
@@ -78,6 +78,7 @@ def test_lineage_of_the_pushed_model_reaches_the_source_dataset(capsys, pipeline
     assert example_gen["properties"]["dataset"] == "movielens/100k-ratings"
     assert example_gen["properties"]["split_seed"] == 42
     assert example_gen["properties"]["split_protocol"] == "random"
+    assert example_gen["properties"]["max_eval_ratings"] == configs.MAX_EVAL_RATINGS
     assert example_gen["properties"]["raw_dir"] == str(pipeline_store.raw_dir)
     [trainer] = [s for s in report["lineage"] if s["component"] == "Trainer"]
     assert {"examples", "transform_graph", "schema"} <= set(trainer["inputs"])
