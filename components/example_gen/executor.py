@@ -200,6 +200,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         eval_fraction = float(exec_properties["eval_fraction"])
         if not 0.0 < eval_fraction < 1.0:
             raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}.")
+        max_eval_ratings = exec_properties.get("max_eval_ratings")
+        if max_eval_ratings is not None and int(max_eval_ratings) < 1:
+            raise ValueError(f"max_eval_ratings must be at least 1, got {max_eval_ratings}.")
         seed = int(exec_properties["split_seed"])
         protocol = splits.parse_protocol(exec_properties.get("split_protocol") or splits.RANDOM,
                                          eval_fraction, exec_properties["dataset"])
@@ -208,11 +211,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         raw_dir = exec_properties.get("raw_dir") or None
         ratings_builder, movies_builder = prepare_builders(exec_properties["dataset"], data_dir,
                                                            raw_dir)
-        max_eval_ratings = exec_properties.get("max_eval_ratings") or None
-        if max_eval_ratings is not None and int(max_eval_ratings) < 1:
-            raise ValueError(f"max_eval_ratings must be at least 1, got {max_eval_ratings}.")
-        rule, recorded = split_rule(protocol, eval_fraction, seed, ratings_builder, data_dir,
-                                    raw_dir, max_eval_ratings and int(max_eval_ratings))
+        rule, recorded = split_rule(
+            protocol, eval_fraction, seed, ratings_builder, data_dir, raw_dir,
+            None if max_eval_ratings is None else int(max_eval_ratings))
 
         examples = artifact_utils.get_single_instance(output_dict["examples"])
         split_names = [features.TRAIN_SPLIT, features.EVAL_SPLIT, features.MOVIES_SPLIT]

@@ -72,8 +72,12 @@ def module(analyze_ratings):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory, module):
-    export_dir = str(tmp_path_factory.mktemp("model"))
-    module[0].save(export_dir)
+    return _saved_and_loaded(module[0], str(tmp_path_factory.mktemp("model")))
+
+
+def _saved_and_loaded(module: serving.RecommenderModule, export_dir: str):
+    """The module as the Pusher pushes it and the server loads it."""
+    module.save(export_dir)
     stack.register_scann_ops()
     return tf.saved_model.load(export_dir)
 
@@ -234,11 +238,9 @@ def test_unrated_answers_users_whose_history_outgrows_scanns_reordering(analyze_
 
 @pytest.fixture(scope="module")
 def random_model(tmp_path_factory, analyze_ratings):
-    export_dir = str(tmp_path_factory.mktemp("random_model"))
-    _build_module(analyze_ratings, _ratings(), TITLES + [CATALOGUE_ONLY],
-                  weights_seed=0)[0].save(export_dir)
-    stack.register_scann_ops()
-    return tf.saved_model.load(export_dir)
+    module, _, _ = _build_module(analyze_ratings, _ratings(), TITLES + [CATALOGUE_ONLY],
+                                 weights_seed=0)
+    return _saved_and_loaded(module, str(tmp_path_factory.mktemp("random_model")))
 
 
 def test_evaluation_ranks_each_held_out_title_as_the_served_scores_do(random_model):
