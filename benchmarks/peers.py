@@ -41,6 +41,24 @@ def most_popular(data: Ratings) -> dict:
     return {"score_users": lambda users: np.tile(counts, (len(users), 1))}
 
 
+def recent_popularity(data: Ratings, days_grid=(7.0, 14.0, 30.0, 60.0, 90.0)) -> dict:
+    """Popularity over the last `days` days of the training ratings, ties broken by popularity
+    over all of them: the ranking the pipeline's model serves to users unseen in training
+    (ModelConfig.cold_start_popularity_days). Days picked on the validation slice."""
+    validation = validation_split(data)
+
+    def scorer(split: Ratings, days: float):
+        counts = np.bincount(split.train_items, minlength=split.shape[1]).astype(np.float64)
+        recent = split.train_times >= split.train_times.max() - days * 86_400
+        scores = np.bincount(split.train_items[recent], minlength=split.shape[1]) + (
+            counts / (counts.sum() + 1.0))
+        return lambda users: np.tile(scores, (len(users), 1))
+
+    best = max(days_grid, key=lambda days: top_k_accuracy(
+        per_user(scorer(validation, days), validation), validation)["top_10_accuracy"])
+    return {"score_users": scorer(data, best), "params": {"days": best}}
+
+
 def mean_rating(data: Ratings) -> dict:
     mean = data.train_ratings.mean()
     return {"predict": lambda users, items: np.full(len(users), mean)}

@@ -215,6 +215,7 @@ def peer_models() -> dict:
     return {
         "TFRS multi-task tutorial, joint (3 epochs)": seed_tutorial.seed_tutorial,
         "most popular": peers.most_popular,
+        "most popular recently (the last days of training)": peers.recent_popularity,
         "mean rating": peers.mean_rating,
         "EASE": peers.ease,
         "EASE, history weighted by request time": peers.ease_at_request_time,

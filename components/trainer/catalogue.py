@@ -83,11 +83,32 @@ class Catalogue:
         table[self.movie_index[:-1][kept]] = self.genres_multi_hot[:-1][kept]
         return table
 
-    def rated_rows(self, histories: UserHistories) -> tf.RaggedTensor:
-        """The titles each user rated, as sorted, distinct catalogue rows (movies outside the
-        catalogue dropped), [num_users + 1, None]."""
+    def _row_of_movie(self) -> np.ndarray:
+        """[num_movies + 1] int64: each movie index's catalogue row, -1 where none."""
         row_of_movie = np.full(self.num_movies + 1, -1, dtype=np.int64)
         kept = self._in_vocabulary()
         row_of_movie[self.movie_index[:-1][kept]] = np.flatnonzero(kept)
-        row_splits, rows = histories.distinct_rows(row_of_movie)
+        return row_of_movie
+
+    def rated_rows(self, histories: UserHistories) -> tf.RaggedTensor:
+        """The titles each user rated, as sorted, distinct catalogue rows (movies outside the
+        catalogue dropped), [num_users + 1, None]."""
+        row_splits, rows = histories.distinct_rows(self._row_of_movie())
         return tf.RaggedTensor.from_row_splits(rows, row_splits)
+
+    def recent_popularity_scores(self, histories: UserHistories, days: float) -> np.ndarray:
+        """[N] float32: each title's log share of the ratings made in the `days` days up to
+        the latest one of `histories`, the titles rated as often (none included) ordered by
+        their share of all the ratings: log((recent + prior) / (recent total + 1)), prior the
+        title's Laplace-smoothed share of all ratings (it sums to 1 over the catalogue, so it
+        weighs as one rating and only breaks ties)."""
+        row_of_movie = self._row_of_movie()
+        in_catalogue = row_of_movie[histories.movies] >= 0
+        rows, times = row_of_movie[histories.movies][in_catalogue], histories.times[in_catalogue]
+        all_counts = np.bincount(rows, minlength=len(self)).astype(np.float64)
+        prior = (all_counts + 1.0) / (all_counts.sum() + len(self))
+        if not len(rows):
+            return np.log(prior).astype(np.float32)
+        recent = times >= times.max() - days * 86_400
+        recent_counts = np.bincount(rows[recent], minlength=len(self))
+        return np.log((recent_counts + prior) / (recent.sum() + 1.0)).astype(np.float32)

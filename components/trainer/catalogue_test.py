@@ -61,3 +61,24 @@ def test_rated_rows_are_distinct_catalogue_rows(catalogue):
         times=np.arange(5), ratings=np.full(5, 3.0, np.float32), num_users=2)
     # Movie 1 (A) is row 0, movie 0 (B) row 2; the OOV movie 2 has no row.
     assert catalogue.rated_rows(histories).to_list() == [[0, 2], [0], []]
+
+
+def test_recent_popularity_ranks_by_the_latest_days_then_by_all_ratings(catalogue):
+    day = 86_400
+    # B (movie 0, row 2) rated three times long ago; A (movie 1, row 0) twice in the last day;
+    # C (row 1) never.
+    histories = histories_lib.UserHistories.from_ratings(
+        users=np.array([0, 1, 2, 0, 1]), movies=np.array([0, 0, 0, 1, 1]),
+        times=np.array([0, 1, 2, 10 * day - 100, 10 * day]),
+        ratings=np.full(5, 3.0, np.float32), num_users=3)
+    last_day = catalogue.recent_popularity_scores(histories, days=1)
+    assert last_day[0] > last_day[2] > last_day[1]  # A recent; B, C none, B rated before
+    everything = catalogue.recent_popularity_scores(histories, days=100)
+    assert everything[2] > everything[0] > everything[1]
+    for scores in (last_day, everything):  # a distribution over the catalogue
+        assert scores.dtype == np.float32 and np.exp(scores.astype(np.float64)).sum() == (
+            pytest.approx(1.0))
+    no_ratings = histories_lib.UserHistories.from_ratings(
+        *(np.zeros(0, np.int64),) * 3, np.zeros(0, np.float32), num_users=3)
+    np.testing.assert_allclose(catalogue.recent_popularity_scores(no_ratings, days=30),
+                               np.log(1 / 3))

@@ -87,6 +87,13 @@ class ModelConfig:
     learning_rate_drop: float = 0.3
     learning_rate_patience: int = 1
     seed: int = 42
+    # Users unseen in training, with no rating of their own in the request, are ranked by the
+    # titles' popularity over the last `cold_start_popularity_days` days of the training
+    # ratings (catalogue.recent_popularity_scores) instead of by their untrained user vector,
+    # whose ranking is the titles' learnt biases: popularity over all of training. 0 turns
+    # the rule off. (Under the time protocol most eval ratings are by such users: tuning.md
+    # round 11.)
+    cold_start_popularity_days: float = 30.0
     # How many titles the serving signatures return.
     top_k: int = 10
 

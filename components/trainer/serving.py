@@ -34,6 +34,12 @@ or index. `RecommenderModule` holds only what answering needs, with these signat
   user rated in training), squared_error and rating, scann_recall_at_10 (overlap of ScaNN's
   top 10 with the exact top 10).
 
+Users unseen in training (no stored rating) whose request carries no rating of theirs (the
+cold start) are ranked by recent popularity (ModelConfig.cold_start_popularity_days), not by
+their untrained user vector: every signature that ranks or scores titles answers them with
+`cold_start_scores`, each title's log share of the latest training ratings, in place of dot
+products (`user_embedding` still returns that vector, and `rating` still rates through it).
+
 Every input is a batch, shape [B]; another rank, or inputs of different lengths, fail with
 the input named. An empty batch gives empty outputs of the documented shapes ([0, k] for
 titles and scores). Request times are clamped into [0, model.LATEST_TIME]: before 1970 means
@@ -50,6 +56,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
@@ -133,9 +140,10 @@ class RecommenderModule(tf.Module):
     def __init__(self, tf_transform_output: tft.TFTransformOutput, user_tower: tf.keras.Model,
                  movie_tower: tf.keras.Model, rating_head: tf.keras.Model,
                  catalogue: Catalogue, rated_rows: tf.RaggedTensor, top_k: int,
-                 rating_range: tuple[float, float]):
+                 rating_range: tuple[float, float], cold_start_scores: np.ndarray | None = None):
         """`rating_range`: the lowest and highest stars of the training ratings; predicted
-        ratings are clipped to it."""
+        ratings are clipped to it. `cold_start_scores` [N]: the scores of the catalogue's
+        titles for cold-start requests (None: those get the out-of-vocabulary vector's)."""
         super().__init__()
         self.user_transform = tft.TransformFeaturesLayer(tf_transform_output)
         self.user_tower = user_tower
@@ -173,6 +181,17 @@ class RecommenderModule(tf.Module):
                                                     name="latest_retrieval_vectors")
         self.latest_rating_vectors = tf.Variable(rating, trainable=False,
                                                  name="latest_rating_vectors")
+
+        self.cold_start = cold_start_scores is not None
+        if self.cold_start:
+            self.cold_start_scores = tf.Variable(cold_start_scores, trainable=False,
+                                                 name="cold_start_scores")
+            top = tf.math.top_k(cold_start_scores,
+                                k=min(num_candidates, max(top_k, contract.SCANN_RECALL_K)))
+            self.cold_start_top_scores = tf.Variable(top.values, trainable=False,
+                                                     name="cold_start_top_scores")
+            self.cold_start_top_rows = tf.Variable(top.indices, trainable=False,
+                                                   name="cold_start_top_rows")
 
         self.scann_max_k = tf.constant(
             scann_parameters(num_candidates)["num_reordering_candidates"], tf.int64)
@@ -230,9 +249,38 @@ class RecommenderModule(tf.Module):
         retrieval, _, user_index = self._user_vectors(user_id, timestamp)
         return retrieval, user_index
 
-    def _exact_scores(self, user_embedding: tf.Tensor) -> tf.Tensor:
-        candidates = self.movie_embeddings[:-1]
-        return tf.matmul(user_embedding, candidates, transpose_b=True)
+    def _cold(self, user_index: tf.Tensor, request: model_lib.RatingWindow | None = None,
+              request_time: tf.Tensor | None = None) -> tf.Tensor:
+        """[B] bool: the cold-start requests, by users without a stored rating (unseen in
+        training: the OOV index, or, when tuning, a user of the validation slice alone) whose
+        request carries no rating (of a known title) made before it."""
+        row_splits = self.user_tower.history.row_splits
+        cold = tf.gather(row_splits, user_index + 1) == tf.gather(row_splits, user_index)
+        if request is not None:
+            earlier = request.valid & (model_lib.clamp_time(request.times)
+                                       < model_lib.clamp_time(request_time)[:, None])
+            cold &= ~tf.reduce_any(earlier, axis=1)
+        return cold
+
+    def _exact_scores(self, user_embedding: tf.Tensor, cold: tf.Tensor) -> tf.Tensor:
+        """[B, N]: each title's dot product with the user vector, or its cold-start score."""
+        scores = tf.matmul(user_embedding, self.movie_embeddings[:-1], transpose_b=True)
+        if not self.cold_start:
+            return scores
+        return tf.cond(tf.reduce_any(cold),
+                       lambda: tf.where(cold[:, None], self.cold_start_scores[None, :], scores),
+                       lambda: scores)
+
+    def _with_cold_start(self, scores: tf.Tensor, rows: tf.Tensor, cold: tf.Tensor
+                         ) -> tuple[tf.Tensor, tf.Tensor]:
+        """[B, k] best scores and their rows, the cold-start requests' replaced by the k
+        best cold-start scores."""
+        if not self.cold_start:
+            return scores, rows
+        k = tf.shape(scores)[1]
+        return (tf.where(cold[:, None], self.cold_start_top_scores[None, :k], scores),
+                tf.where(cold[:, None], tf.cast(self.cold_start_top_rows[None, :k], rows.dtype),
+                         rows))
 
     def _rated(self, user_index: tf.Tensor, num_candidates: tf.Tensor) -> tf.RaggedTensor:
         """[B, None]: the catalogue rows each user rated in training, sorted (rows of
@@ -251,23 +299,34 @@ class RecommenderModule(tf.Module):
             [tf.shape(user_index, out_type=tf.int64)[0], num_candidates]) > 0
 
     def _top_k(self, scores: tf.Tensor, rows: tf.Tensor) -> dict:
-        # [B, k] for every B: ScaNN answers an empty batch with shape [0, 0].
         return {"titles": tf.reshape(tf.gather(self.catalogue_titles, rows), [-1, self.top_k]),
                 "scores": tf.reshape(scores, [-1, self.top_k])}
 
-    def _scann_top_k(self, user_embedding: tf.Tensor) -> dict:
-        return self._top_k(*self.scann(user_embedding, k=self.top_k))
+    def _scann_search(self, user_embedding: tf.Tensor, cold: tf.Tensor, k: int
+                      ) -> tuple[tf.Tensor, tf.Tensor]:
+        """ScaNN's [B, k] best scores and rows (cold-start requests: the cold-start ranking's)."""
+        scores, rows = self.scann(user_embedding, k=k)
+        # [B, k] for every B: ScaNN answers an empty batch with shape [0, 0].
+        return self._with_cold_start(tf.reshape(scores, [-1, k]), tf.reshape(rows, [-1, k]),
+                                     cold)
+
+    def _scann_top_k(self, user_embedding: tf.Tensor, cold: tf.Tensor) -> dict:
+        return self._top_k(*self._scann_search(user_embedding, cold, self.top_k))
+
+    def _ranked(self, user_id: tf.Tensor, timestamp: tf.Tensor | None = None) -> dict:
+        user_embedding, user_index = self._user_embedding(user_id, timestamp)
+        return self._scann_top_k(user_embedding, self._cold(user_index))
 
     @signature([tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend(self, user_id):
         [user_id] = batch_inputs(user_id=user_id)
-        return self._scann_top_k(self._user_embedding(user_id)[0])
+        return self._ranked(user_id)
 
     @signature([tf.TensorSpec([None], tf.string, name="user_id"),
                 tf.TensorSpec([None], tf.int64, name="timestamp")])
     def recommend_at_time(self, user_id, timestamp):
         user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
-        return self._scann_top_k(self._user_embedding(user_id, timestamp)[0])
+        return self._ranked(user_id, timestamp)
 
     def _request_ratings(self, user_id: tf.Tensor, titles: tf.Tensor, timestamps: tf.Tensor,
                          ratings: tf.Tensor) -> model_lib.RatingWindow:
@@ -290,15 +349,16 @@ class RecommenderModule(tf.Module):
 
     def _vectors_with_recent(self, user_id: tf.Tensor, timestamp: tf.Tensor,
                              recent: tuple[tf.Tensor, tf.Tensor, tf.Tensor]
-                             ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """(retrieval vector, rating vector, user index) at the request times, with the
-        request's ratings (titles, timestamps, stars [B, M]) merged with the stored history."""
+                             ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(retrieval vector, rating vector, user index, cold start) at the request times,
+        with the request's ratings (titles, timestamps, stars [B, M]) merged with the stored
+        history."""
         user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
         request = self._request_ratings(user_id, *recent)
         user_index = self._user_index(user_id)
         return (*self._tower_vectors_with_request(
             user_index, timestamp, request.movies, request.times, request.ratings, request.valid),
-            user_index)
+            user_index, self._cold(user_index, request, timestamp))
 
     @signature([
         tf.TensorSpec([None], tf.string, name="user_id"),
@@ -307,18 +367,18 @@ class RecommenderModule(tf.Module):
                               recent_ratings):
         """`at_time` with the user's latest ratings carried by the request (what the user did
         since the model was exported), merged with the stored history."""
-        retrieval, _, _ = self._vectors_with_recent(
+        retrieval, _, _, cold = self._vectors_with_recent(
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
-        return self._scann_top_k(retrieval)
+        return self._scann_top_k(retrieval, cold)
 
     @signature([
         tf.TensorSpec([None], tf.string, name="user_id"),
         tf.TensorSpec([None], tf.int64, name="timestamp"), *_RECENT_SPECS])
     def score_catalogue_with_recent(self, user_id, timestamp, recent_titles, recent_timestamps,
                                     recent_ratings):
-        retrieval, _, _ = self._vectors_with_recent(
+        retrieval, _, _, cold = self._vectors_with_recent(
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
-        return {"scores": self._exact_scores(retrieval), "titles": self.catalogue_titles}
+        return {"scores": self._exact_scores(retrieval, cold), "titles": self.catalogue_titles}
 
     @signature([
         tf.TensorSpec([None], tf.string, name="user_id"),
@@ -327,7 +387,7 @@ class RecommenderModule(tf.Module):
     def predict_rating_with_recent(self, user_id, movie_title, timestamp, recent_titles,
                                    recent_timestamps, recent_ratings):
         user_id, movie_title = batch_inputs(user_id=user_id, movie_title=movie_title)
-        _, rating_vector, user_index = self._vectors_with_recent(
+        _, rating_vector, user_index, _ = self._vectors_with_recent(
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
         return self._rating_of(rating_vector, user_index, movie_title)
 
@@ -340,6 +400,7 @@ class RecommenderModule(tf.Module):
         ratings or more) is answered from exact scores instead."""
         [user_id] = batch_inputs(user_id=user_id)
         user_embedding, user_index = self._user_embedding(user_id)
+        cold = self._cold(user_index)
         num_candidates = tf.shape(self.catalogue_titles, out_type=tf.int64)[0]
         longest_history = tf.reduce_max(tf.concat(
             [tf.gather(self.rated_rows, user_index).row_lengths(), [0]], axis=0))
@@ -347,18 +408,20 @@ class RecommenderModule(tf.Module):
         scores, rows = tf.cond(
             k <= self.scann_max_k,
             lambda: self.scann(user_embedding, k=tf.cast(k, tf.int32)),
-            lambda: tuple(tf.math.top_k(self._exact_scores(user_embedding),
+            lambda: tuple(tf.math.top_k(self._exact_scores(user_embedding, cold),
                                         k=tf.cast(k, tf.int32))))
         scores, rows = tf.reshape(scores, [-1, k]), tf.reshape(rows, [-1, k])
         rated = tf.gather(self._rated_mask(user_index, num_candidates), rows, batch_dims=1)
         kept_scores, kept = tf.math.top_k(tf.where(rated, tf.float32.min, scores), k=self.top_k)
-        return self._top_k(kept_scores, tf.gather(rows, kept, batch_dims=1))
+        return self._top_k(*self._with_cold_start(
+            kept_scores, tf.gather(rows, kept, batch_dims=1), cold))
 
     @signature([tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend_exact(self, user_id):
         [user_id] = batch_inputs(user_id=user_id)
-        user_embedding, _ = self._user_embedding(user_id)
-        return self._top_k(*tf.math.top_k(self._exact_scores(user_embedding), k=self.top_k))
+        user_embedding, user_index = self._user_embedding(user_id)
+        return self._top_k(*tf.math.top_k(
+            self._exact_scores(user_embedding, self._cold(user_index)), k=self.top_k))
 
     @signature([tf.TensorSpec([None], tf.string, name="user_id")])
     def embed_user(self, user_id):
@@ -368,15 +431,18 @@ class RecommenderModule(tf.Module):
     @signature([tf.TensorSpec([None], tf.string, name="user_id")])
     def score_catalogue(self, user_id):
         [user_id] = batch_inputs(user_id=user_id)
-        user_embedding, _ = self._user_embedding(user_id)
-        return {"scores": self._exact_scores(user_embedding), "titles": self.catalogue_titles}
+        return self._catalogue_scores(user_id)
 
     @signature([tf.TensorSpec([None], tf.string, name="user_id"),
                 tf.TensorSpec([None], tf.int64, name="timestamp")])
     def score_catalogue_at_time(self, user_id, timestamp):
         user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
-        user_embedding, _ = self._user_embedding(user_id, timestamp)
-        return {"scores": self._exact_scores(user_embedding), "titles": self.catalogue_titles}
+        return self._catalogue_scores(user_id, timestamp)
+
+    def _catalogue_scores(self, user_id: tf.Tensor, timestamp: tf.Tensor | None = None) -> dict:
+        user_embedding, user_index = self._user_embedding(user_id, timestamp)
+        return {"scores": self._exact_scores(user_embedding, self._cold(user_index)),
+                "titles": self.catalogue_titles}
 
     def _rating(self, user_id: tf.Tensor, movie_title: tf.Tensor,
                 timestamp: tf.Tensor | None = None) -> dict:
@@ -417,7 +483,8 @@ class RecommenderModule(tf.Module):
         user_embedding, rating_vector, user_index = self._user_vectors(
             raw[features.USER_ID], raw[features.TIMESTAMP])
         rows = self.title_to_row.lookup(tf.reshape(raw[features.MOVIE_TITLE], [-1]))
-        scores = self._exact_scores(user_embedding)
+        cold = self._cold(user_index)
+        scores = self._exact_scores(user_embedding, cold)
         num_candidates = tf.shape(scores, out_type=tf.int64)[1]
         in_catalogue = rows < num_candidates
         held_out_score = tf.gather(scores, tf.minimum(rows, num_candidates - 1), batch_dims=1)
@@ -429,7 +496,7 @@ class RecommenderModule(tf.Module):
 
         rating = self._predicted_rating(rating_vector, tf.gather(self.movie_embeddings, rows))
         label = tf.reshape(raw[features.RATING], [-1])
-        _, scann_rows = self.scann(user_embedding, k=contract.SCANN_RECALL_K)
+        _, scann_rows = self._scann_search(user_embedding, cold, contract.SCANN_RECALL_K)
         outputs = {
             "rating": rating,
             contract.SQUARED_ERROR_OUTPUT: tf.square(rating - label),

@@ -32,8 +32,16 @@ def _ratings() -> list[dict]:
 def _build_module(analyze_ratings, ratings: list[dict], titles: list[bytes],
                   weights_seed: int | None = None):
     """(the serving module of an untrained adopted model, unsaved; the users' histories; the
-    movie vocabulary). With `weights_seed`, its weights are drawn at random: untrained, every
-    title embeds alike and scores the same."""
+    movie vocabulary). With `weights_seed`, its trainable weights are drawn at random:
+    untrained, every title embeds alike and scores the same."""
+    modules, histories, movies = _build_modules(analyze_ratings, ratings, titles, weights_seed)
+    return modules[0], histories, movies
+
+
+def _build_modules(analyze_ratings, ratings: list[dict], titles: list[bytes],
+                   weights_seed: int | None = None, cold_start_days: tuple[float, ...] = (0.0,)):
+    """_build_module's, with one serving module of the same model for each of
+    `cold_start_days` (as the config's cold_start_popularity_days; 0: no cold-start rule)."""
     transform_output, records = analyze_ratings(ratings)
     users = transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movies = transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
@@ -49,20 +57,21 @@ def _build_module(analyze_ratings, ratings: list[dict], titles: list[bytes],
                                         user_histories=histories)
     # Unbounded: the untrained head predicts near 0, which the stars' range would clip to 1
     # for every rating, and the tests that compare ratings would compare nothing.
-    def serving_module():
+    def serving_module(cold_start_days: float = 0.0):
         return serving.RecommenderModule(
             transform_output, recommender.user_tower, recommender.movie_tower,
             recommender.rating_head, catalogue, catalogue.rated_rows(histories), TOP_K,
-            rating_range=(-np.inf, np.inf))
+            rating_range=(-np.inf, np.inf),
+            cold_start_scores=catalogue.recent_popularity_scores(histories, cold_start_days)
+            if cold_start_days else None)
 
-    module = serving_module()
     if weights_seed is not None:
+        serving_module()  # builds the weights drawn next
         rng = np.random.default_rng(weights_seed)
-        for weight in recommender.weights:
+        for weight in recommender.trainable_weights:
             value = weight.numpy()
             weight.assign(rng.normal(size=value.shape).astype(value.dtype))
-        module = serving_module()
-    return module, histories, movies
+    return [serving_module(days) for days in cold_start_days], histories, movies
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +300,87 @@ def test_evaluation_ranks_each_held_out_title_as_the_served_scores_do(random_mod
     # 41 titles: ScaNN searches every leaf and reorders every candidate, so it finds the
     # exact top 10.
     np.testing.assert_array_equal(outputs["scann_recall_at_10"], 1.0)
+
+
+def test_unseen_users_without_ratings_get_recent_popularity_and_the_others_the_model(
+        analyze_ratings, tmp_path):
+    """Users 5 and 6 rated Title 30 in the last hour; the cold-start window (0.1 day) holds
+    the last three hours. "nobody" is unseen in training."""
+    catalogue = TITLES + [CATALOGUE_ONLY]
+    ratings = _ratings() + [
+        {features.USER_ID: [user], features.MOVIE_TITLE: [TITLES[30]],
+         features.MOVIE_GENRES: [0], features.RATING: [4.0], features.TIMESTAMP: [1_018_000]}
+        for user in (b"5", b"6")]
+    (plain, module), histories, _ = _build_modules(analyze_ratings, ratings, catalogue,
+                                                   weights_seed=0, cold_start_days=(0.0, 0.1))
+    model = _saved_and_loaded(module, str(tmp_path))
+    cold_scores = module.cold_start_scores.numpy()
+    assert catalogue[int(np.argmax(cold_scores))] == TITLES[30]
+    best = np.sort(cold_scores)[::-1][:TOP_K]
+
+    users, times = _strings(b"nobody", b"1", b"2"), _times(1_020_000, 1_020_000, 1_005_000)
+    answers = {name: (model.signatures[name](user_id=users, **extra),
+                      getattr(plain, method)(users, *extra.values()))
+               for name, method, extra in (
+                   ("serving_default", "recommend", {}),
+                   ("at_time", "recommend_at_time", {"timestamp": times}),
+                   ("unrated", "recommend_unrated", {}),
+                   ("brute_force", "recommend_exact", {}))}
+    for name, (served, without_rule) in answers.items():
+        titles, scores = served["titles"].numpy(), served["scores"].numpy()
+        assert titles[0, 0] == TITLES[30], name
+        np.testing.assert_allclose(scores[0], best, rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            [cold_scores[catalogue.index(title)] for title in titles[0]], scores[0], rtol=1e-6)
+        # Known users: the model's answers, as without the rule.
+        assert titles[1:].tolist() == without_rule["titles"].numpy()[1:].tolist(), name
+        np.testing.assert_allclose(scores[1:], without_rule["scores"][1:], rtol=1e-5)
+    for name, extra in (("catalogue_scores", {}), ("catalogue_scores_at_time",
+                                                  {"timestamp": times})):
+        scores = model.signatures[name](user_id=users, **extra)["scores"].numpy()
+        np.testing.assert_array_equal(scores[0], cold_scores, err_msg=name)
+        assert not np.allclose(scores[1], cold_scores)
+
+    def with_recent(title, time):
+        request = {"user_id": _strings(b"nobody"), "timestamp": _times(1_020_000),
+                   "recent_titles": tf.constant([[title]]),
+                   "recent_timestamps": tf.constant([[time]], tf.int64),
+                   "recent_ratings": tf.constant([[5.0]])}
+        return (model.signatures["at_time_with_recent"](**request)["scores"].numpy()[0],
+                plain.recommend_with_recent(**request)["scores"].numpy()[0])
+
+    # No rating, a rating of a title outside the vocabulary (no one rated Title 0), or one
+    # made after the request: still cold.
+    for title, time in ((b"", 0), (TITLES[0], 1_000_000), (TITLES[3], 1_030_000)):
+        np.testing.assert_allclose(with_recent(title, time)[0], best, rtol=1e-6)
+    # A rating of a known title before the request: the model answers.
+    served, without_rule = with_recent(TITLES[3], 1_000_000)
+    np.testing.assert_allclose(served, without_rule, rtol=1e-5)
+    assert not np.allclose(served, best)
+
+    # The evaluation signature ranks the cold requests' held-out titles by the same scores.
+    held_out = [TITLES[30], TITLES[0], CATALOGUE_ONLY]
+    outputs = model.signatures["evaluation"](examples=tf.constant(serialize([
+        {features.USER_ID: [b"nobody"], features.MOVIE_TITLE: [title],
+         features.MOVIE_GENRES: [1], features.RATING: [3.0], features.TIMESTAMP: [1_020_000]}
+        for title in held_out])))
+    for i, title in enumerate(held_out):
+        rank = (cold_scores > cold_scores[catalogue.index(title)]).sum()
+        for k in (1, 5, 10, 50):
+            assert outputs[f"top_{k}_accuracy"][i] == outputs[f"top_{k}_accuracy_unrated"][i] \
+                == (rank < k), (title, k)
+    np.testing.assert_array_equal(outputs["scann_recall_at_10"], 1.0)
+
+    # A user of the vocabulary without a stored rating (when tuning, a user of the validation
+    # slice alone) is cold too.
+    assert module.recommend(_strings(b"5"))["titles"].numpy()[0].tolist() != (
+        answers["serving_default"][0]["titles"].numpy()[0].tolist())
+    users = histories.user_index_per_rating()
+    kept = users != int(module._user_index(_strings(b"5"))[0])
+    module.user_tower.history.assign(histories_lib.UserHistories.from_ratings(
+        users[kept], histories.movies[kept], histories.times[kept], histories.ratings[kept],
+        histories.num_users - 1))
+    np.testing.assert_allclose(module.recommend(_strings(b"5"))["scores"][0], best, rtol=1e-6)
 
 
 def test_recall_counts_the_found_rows_among_the_exact_top_k():

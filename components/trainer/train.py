@@ -226,7 +226,10 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
     return serving.RecommenderModule(
         tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,
         catalogue, catalogue.rated_rows(served_histories), config.top_k,
-        rating_range=(stars.min(), stars.max()))
+        rating_range=(stars.min(), stars.max()),
+        cold_start_scores=catalogue.recent_popularity_scores(
+            served_histories, config.cold_start_popularity_days)
+        if config.cold_start_popularity_days > 0 else None)
 
 
 def run_fn(fn_args: FnArgs) -> None:
