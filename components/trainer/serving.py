@@ -186,12 +186,13 @@ class RecommenderModule(tf.Module):
         if self.cold_start:
             self.cold_start_scores = tf.Variable(cold_start_scores, trainable=False,
                                                  name="cold_start_scores")
-            top = tf.math.top_k(cold_start_scores,
-                                k=min(num_candidates, max(top_k, contract.SCANN_RECALL_K)))
-            self.cold_start_top_scores = tf.Variable(top.values, trainable=False,
-                                                     name="cold_start_top_scores")
-            self.cold_start_top_rows = tf.Variable(top.indices, trainable=False,
-                                                   name="cold_start_top_rows")
+            # Graph constants, as small as k: the per-call cost stays a gather and a select.
+            self.cold_start_top_scores, self.cold_start_top_rows = tf.math.top_k(
+                cold_start_scores, k=min(num_candidates, max(top_k, contract.SCANN_RECALL_K)))
+            row_splits = self.user_tower.history.row_splits
+            self.without_stored_rating = tf.Variable(row_splits[1:] == row_splits[:-1],
+                                                     trainable=False,
+                                                     name="without_stored_rating")
 
         self.scann_max_k = tf.constant(
             scann_parameters(num_candidates)["num_reordering_candidates"], tf.int64)
@@ -251,11 +252,13 @@ class RecommenderModule(tf.Module):
 
     def _cold(self, user_index: tf.Tensor, request: model_lib.RatingWindow | None = None,
               request_time: tf.Tensor | None = None) -> tf.Tensor:
-        """[B] bool: the cold-start requests, by users without a stored rating (unseen in
-        training: the OOV index, or, when tuning, a user of the validation slice alone) whose
-        request carries no rating (of a known title) made before it."""
-        row_splits = self.user_tower.history.row_splits
-        cold = tf.gather(row_splits, user_index + 1) == tf.gather(row_splits, user_index)
+        """[B] bool: the cold-start requests, by users without a stored rating when the module
+        was built (unseen in training: the OOV index, or, when tuning, a user of the
+        validation slice alone) whose request carries no rating (of a known title) made
+        before it."""
+        if not self.cold_start:
+            return tf.zeros_like(user_index, dtype=tf.bool)
+        cold = tf.gather(self.without_stored_rating, user_index)
         if request is not None:
             earlier = request.valid & (model_lib.clamp_time(request.times)
                                        < model_lib.clamp_time(request_time)[:, None])
@@ -273,14 +276,14 @@ class RecommenderModule(tf.Module):
 
     def _with_cold_start(self, scores: tf.Tensor, rows: tf.Tensor, cold: tf.Tensor
                          ) -> tuple[tf.Tensor, tf.Tensor]:
-        """[B, k] best scores and their rows, the cold-start requests' replaced by the k
-        best cold-start scores."""
+        """[B, k] best scores and their rows (k static), the cold-start requests' replaced by
+        the k best cold-start scores."""
         if not self.cold_start:
             return scores, rows
-        k = tf.shape(scores)[1]
-        return (tf.where(cold[:, None], self.cold_start_top_scores[None, :k], scores),
-                tf.where(cold[:, None], tf.cast(self.cold_start_top_rows[None, :k], rows.dtype),
-                         rows))
+        k = scores.shape[1]
+        cold = cold[:, None]
+        return (tf.where(cold, self.cold_start_top_scores[None, :k], scores),
+                tf.where(cold, tf.cast(self.cold_start_top_rows[None, :k], rows.dtype), rows))
 
     def _rated(self, user_index: tf.Tensor, num_candidates: tf.Tensor) -> tf.RaggedTensor:
         """[B, None]: the catalogue rows each user rated in training, sorted (rows of

@@ -39,14 +39,19 @@ def _build_module(analyze_ratings, ratings: list[dict], titles: list[bytes],
 
 
 def _build_modules(analyze_ratings, ratings: list[dict], titles: list[bytes],
-                   weights_seed: int | None = None, cold_start_days: tuple[float, ...] = (0.0,)):
+                   weights_seed: int | None = None, cold_start_days: tuple[float, ...] = (0.0,),
+                   unstored_users: tuple[bytes, ...] = ()):
     """_build_module's, with one serving module of the same model for each of
-    `cold_start_days` (as the config's cold_start_popularity_days; 0: no cold-start rule)."""
+    `cold_start_days` (as the config's cold_start_popularity_days; 0: no cold-start rule).
+    `unstored_users`: in the vocabulary, their ratings left out of the histories (as the
+    validation slice's users with no earlier rating are when tuning)."""
     transform_output, records = analyze_ratings(ratings)
     users = transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movies = transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
     inputs = train.model_inputs(tf.data.Dataset.from_tensor_slices(records), transform_output)
-    histories = train.user_histories(inputs, len(users))
+    stored = ~np.isin(inputs[features.USER_INDEX], [users.index(u) for u in unstored_users])
+    histories = train.user_histories({name: column[stored] for name, column in inputs.items()},
+                                     len(users))
     catalogue = Catalogue.from_titles(
         np.array(titles, dtype=object),
         tf.ragged.constant([[i % 3] for i in range(len(titles))], dtype=tf.int64),
@@ -304,15 +309,17 @@ def test_evaluation_ranks_each_held_out_title_as_the_served_scores_do(random_mod
 
 def test_unseen_users_without_ratings_get_recent_popularity_and_the_others_the_model(
         analyze_ratings, tmp_path):
-    """Users 5 and 6 rated Title 30 in the last hour; the cold-start window (0.1 day) holds
-    the last three hours. "nobody" is unseen in training."""
+    """Users 5, 6 and 7 rated Title 30 in the last hour; the cold-start window (0.1 day) holds
+    the last three hours. "nobody" is unseen in training; user 7 is in the vocabulary, without
+    a stored rating (a user of the validation slice alone, when tuning)."""
     catalogue = TITLES + [CATALOGUE_ONLY]
     ratings = _ratings() + [
         {features.USER_ID: [user], features.MOVIE_TITLE: [TITLES[30]],
          features.MOVIE_GENRES: [0], features.RATING: [4.0], features.TIMESTAMP: [1_018_000]}
-        for user in (b"5", b"6")]
-    (plain, module), histories, _ = _build_modules(analyze_ratings, ratings, catalogue,
-                                                   weights_seed=0, cold_start_days=(0.0, 0.1))
+        for user in (b"5", b"6", b"7")]
+    (plain, module), histories, _ = _build_modules(
+        analyze_ratings, ratings, catalogue, weights_seed=0, cold_start_days=(0.0, 0.1),
+        unstored_users=(b"7",))
     model = _saved_and_loaded(module, str(tmp_path))
     cold_scores = module.cold_start_scores.numpy()
     assert catalogue[int(np.argmax(cold_scores))] == TITLES[30]
@@ -371,16 +378,10 @@ def test_unseen_users_without_ratings_get_recent_popularity_and_the_others_the_m
                 == (rank < k), (title, k)
     np.testing.assert_array_equal(outputs["scann_recall_at_10"], 1.0)
 
-    # A user of the vocabulary without a stored rating (when tuning, a user of the validation
-    # slice alone) is cold too.
-    assert module.recommend(_strings(b"5"))["titles"].numpy()[0].tolist() != (
-        answers["serving_default"][0]["titles"].numpy()[0].tolist())
-    users = histories.user_index_per_rating()
-    kept = users != int(module._user_index(_strings(b"5"))[0])
-    module.user_tower.history.assign(histories_lib.UserHistories.from_ratings(
-        users[kept], histories.movies[kept], histories.times[kept], histories.ratings[kept],
-        histories.num_users - 1))
-    np.testing.assert_allclose(module.recommend(_strings(b"5"))["scores"][0], best, rtol=1e-6)
+    # A user of the vocabulary without a stored rating is cold too; one with a rating is not.
+    served = model.signatures["serving_default"](user_id=_strings(b"7", b"5"))["scores"].numpy()
+    np.testing.assert_allclose(served[0], best, rtol=1e-6)
+    assert not np.allclose(served[1], best)
 
 
 def test_recall_counts_the_found_rows_among_the_exact_top_k():
