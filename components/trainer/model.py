@@ -138,14 +138,22 @@ class TimeBucketWeights(tf.keras.layers.Layer):
 # 1,024-example step took 90 ms dense against 113 gathered on ml-100k (1,664 titles), and 159
 # against 142 on ml-1m-shaped data (3,706 titles). The same sums either way.
 DENSE_SUM_MAX_ROWS = 2048
+# Embedding tables up to this many rows are updated densely (see LazyAdam): at ml-100k's and
+# ml-1m's sizes (at most 6,041 rows) lazy updates cost 2 to 5 % more a step; ml-25m's tables
+# (59k titles, 162k users) are where they pay, 361 -> 212 ms a step (benchmarks/step_cost.py).
+DENSE_UPDATE_MAX_ROWS = 32_768
 
 
 def weighted_sum(embedding: tf.keras.layers.Embedding, rows: tf.Tensor,
                  weights: tf.Tensor) -> tf.Tensor:
     """rows [batch, size] int64, weights [batch, size] -> sum of weights * embedding rows
     [batch, dim]."""
-    if embedding.input_dim > DENSE_SUM_MAX_ROWS:
+    if embedding.input_dim > DENSE_UPDATE_MAX_ROWS:
         return tf.reduce_sum(embedding(rows) * weights[..., None], axis=1)
+    if embedding.input_dim > DENSE_SUM_MAX_ROWS:
+        if not embedding.built:
+            embedding.build(None)
+        return _gathered_sum_with_dense_gradient(embedding.embeddings, rows, weights)
     batch = tf.shape(rows, out_type=tf.int64)[0]
     width = embedding.input_dim
     # Built by a segment sum: measured a little faster than scatter_nd.
@@ -153,6 +161,34 @@ def weighted_sum(embedding: tf.keras.layers.Embedding, rows: tf.Tensor,
     dense_weights = tf.reshape(tf.math.unsorted_segment_sum(tf.reshape(weights, [-1]), cells,
                                                             batch * width), [batch, width])
     return tf.matmul(dense_weights, embedding(tf.range(width, dtype=tf.int64)))
+
+
+def _gathered_sum_with_dense_gradient(table: tf.Variable, rows: tf.Tensor,
+                                      weights: tf.Tensor) -> tf.Tensor:
+    """The gather's weighted sum, whose gradient to `table` is built dense, as one product of
+    the [batch, rows] weight matrix with the upstream gradient. The gather's own gradient is
+    one row per read (batch x window rows), which the optimizer sums into the table by a
+    segment sum, since tables this small are updated densely anyway: the same gradient, but at
+    ml-1m's 3,706 titles that segment sum took most of a step (72-74 against 51-53 ms a
+    1,024-example step, alternated, benchmarks/step_cost.py)."""
+
+    @tf.custom_gradient
+    def gathered_sum(table, weights):
+        gathered = tf.gather(table, rows)
+
+        def gradient(upstream):
+            upstream = tf.convert_to_tensor(upstream)  # a gather downstream makes it sparse
+            batch = tf.shape(rows, out_type=tf.int64)[0]
+            width = tf.shape(table, out_type=tf.int64)[0]
+            cells = tf.reshape(tf.range(batch)[:, None] * width + rows, [-1])
+            dense_weights = tf.reshape(tf.math.unsorted_segment_sum(
+                tf.reshape(weights, [-1]), cells, batch * width), [batch, width])
+            return (tf.matmul(dense_weights, upstream, transpose_a=True),
+                    tf.reduce_sum(gathered * upstream[:, None, :], axis=2))
+
+        return tf.reduce_sum(gathered * weights[..., None], axis=1), gradient
+
+    return gathered_sum(table, weights)
 
 
 class TasteHistoryMean(tf.keras.layers.Layer):
@@ -456,12 +492,6 @@ class MultiTaskRecommender(tfrs.Model):
             retrieval_loss = self._catalogue_retrieval_loss(user_embedding, movie_index)
         rating_loss = self.rating_task(labels=inputs[features.RATING_LABEL], predictions=rating)
         return self.retrieval_weight * retrieval_loss + self.rating_weight * rating_loss
-
-
-# Embedding tables up to this many rows are updated densely (see LazyAdam): at ml-100k's and
-# ml-1m's sizes (at most 6,041 rows) lazy updates cost 2 to 5 % more a step; ml-25m's tables
-# (59k titles, 162k users) are where they pay, 361 -> 212 ms a step (benchmarks/step_cost.py).
-DENSE_UPDATE_MAX_ROWS = 32_768
 
 
 def build_model(num_users: int, num_movies: int, config: ModelConfig, movie_genres: np.ndarray,

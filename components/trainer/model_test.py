@@ -287,8 +287,10 @@ def test_weighted_sum_is_the_same_as_a_matrix_product_and_as_a_gather(monkeypatc
     rows = tf.constant([[0, 5, 5], [6, 2, 0]], tf.int64)  # a repeated row adds up
     weights = tf.Variable([[0.5, 1.0, 2.0], [0.0, 3.0, -1.0]])
     results = []
-    for max_rows in (7, 6):  # a product with a dense weight matrix; a gather (7 > 6)
-        monkeypatch.setattr(model_lib, "DENSE_SUM_MAX_ROWS", max_rows)
+    # A product with a dense weight matrix; a gather with a dense gradient; a gather.
+    for sum_max_rows, update_max_rows in ((7, 7), (6, 7), (6, 6)):
+        monkeypatch.setattr(model_lib, "DENSE_SUM_MAX_ROWS", sum_max_rows)
+        monkeypatch.setattr(model_lib, "DENSE_UPDATE_MAX_ROWS", update_max_rows)
         with tf.GradientTape() as tape:
             total = model_lib.weighted_sum(embedding, rows, weights)
             loss = tf.reduce_sum(total * tf.constant([[1.0, -2.0, 3.0]]))
