@@ -44,6 +44,16 @@ def read_titles_and_genres(file_pattern: str) -> tuple[np.ndarray, tf.RaggedTens
 
 
 @dataclasses.dataclass(frozen=True)
+class ColdStart:
+    """How users unseen in training are answered: `scores` [N] rank the catalogue
+    (Catalogue.recent_popularity_scores), `ratings` [N + 1] rate its titles and, last, a title
+    outside it (Catalogue.shrunk_mean_ratings)."""
+
+    scores: np.ndarray
+    ratings: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
 class Catalogue:
     """N titles and what Transform made of them, plus row N: an unknown title (the OOV index,
     no genres), so that any title can be rated through the shared OOV embedding."""
@@ -112,3 +122,22 @@ class Catalogue:
         recent = times >= times.max() - days * 86_400
         recent_counts = np.bincount(rows[recent], minlength=len(self))
         return np.log((recent_counts + prior) / (recent.sum() + 1.0)).astype(np.float32)
+
+    def shrunk_mean_ratings(self, histories: UserHistories, shrinkage: float) -> np.ndarray:
+        """[N + 1] float32: each title's mean rating in `histories`, shrunk towards the mean of
+        all of them as if it had `shrinkage` more ratings at that mean (the global mean plus
+        the title's bias, a biases-only model's answer for an unknown user); last, for a title
+        outside the catalogue, the mean of all."""
+        if shrinkage <= 0:
+            raise ValueError(f"cold_start_rating_shrinkage must be positive, got {shrinkage}.")
+        mean = histories.mean_rating()
+        rows = self._row_of_movie()[histories.movies]
+        kept = rows >= 0
+        counts = np.bincount(rows[kept], minlength=len(self))
+        deviations = np.bincount(rows[kept], weights=histories.ratings[kept] - mean,
+                                 minlength=len(self))
+        return np.append(mean + deviations / (counts + shrinkage), mean).astype(np.float32)
+
+    def cold_start(self, histories: UserHistories, days: float, shrinkage: float) -> ColdStart:
+        return ColdStart(self.recent_popularity_scores(histories, days),
+                         self.shrunk_mean_ratings(histories, shrinkage))

@@ -82,3 +82,15 @@ def test_recent_popularity_ranks_by_the_latest_days_then_by_all_ratings(catalogu
         *(np.zeros(0, np.int64),) * 3, np.zeros(0, np.float32), num_users=3)
     np.testing.assert_allclose(catalogue.recent_popularity_scores(no_ratings, days=30),
                                np.log(1 / 3))
+
+
+def test_shrunk_mean_ratings_pull_rarely_rated_titles_towards_the_mean(catalogue):
+    # A (movie 1, row 0): 5, 5, 5, 5; B (movie 0, row 2): 1; C (row 1): none. Mean 4.2.
+    histories = histories_lib.UserHistories.from_ratings(
+        users=np.array([0, 1, 2, 3, 0]), movies=np.array([1, 1, 1, 1, 0]),
+        times=np.arange(5), ratings=np.array([5, 5, 5, 5, 1], np.float32), num_users=4)
+    ratings = catalogue.shrunk_mean_ratings(histories, shrinkage=2.0)
+    np.testing.assert_allclose(ratings, [4.2 + 4 * 0.8 / 6, 4.2, 4.2 - 3.2 / 3, 4.2], rtol=1e-6)
+    assert ratings.dtype == np.float32
+    with pytest.raises(ValueError, match="cold_start_rating_shrinkage must be positive"):
+        catalogue.shrunk_mean_ratings(histories, shrinkage=0.0)

@@ -92,8 +92,11 @@ class ModelConfig:
     # ratings (catalogue.recent_popularity_scores) instead of by their untrained user vector,
     # whose ranking is the titles' learnt biases: popularity over all of training. 0 turns
     # the rule off. (Under the time protocol most eval ratings are by such users: tuning.md
-    # round 11.)
+    # round 11.) The rule rates their titles by each title's mean training rating, shrunk
+    # towards the mean of all by `cold_start_rating_shrinkage` ratings, instead of through the
+    # untrained vector.
     cold_start_popularity_days: float = 30.0
+    cold_start_rating_shrinkage: float = 2.0
     # How many titles the serving signatures return.
     top_k: int = 10
 

@@ -38,7 +38,8 @@ Users unseen in training (no stored rating) whose request carries no rating of t
 cold start) are ranked by recent popularity (ModelConfig.cold_start_popularity_days), not by
 their untrained user vector: every signature that ranks or scores titles answers them with
 `cold_start_scores`, each title's log share of the latest training ratings, in place of dot
-products (`user_embedding` still returns that vector, and `rating` still rates through it).
+products, and every rating signature with `cold_start_ratings`, each title's shrunk mean
+training rating (`user_embedding` still returns their vector).
 
 Every input is a batch, shape [B]; another rank, or inputs of different lengths, fail with
 the input named. An empty batch gives empty outputs of the documented shapes ([0, k] for
@@ -56,7 +57,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
@@ -64,7 +64,7 @@ import tensorflow_transform as tft
 from components import evaluation_contract as contract
 from components import features, stack
 from components.trainer import model as model_lib
-from components.trainer.catalogue import Catalogue
+from components.trainer.catalogue import Catalogue, ColdStart
 
 
 def scann_parameters(num_candidates: int) -> dict:
@@ -140,10 +140,10 @@ class RecommenderModule(tf.Module):
     def __init__(self, tf_transform_output: tft.TFTransformOutput, user_tower: tf.keras.Model,
                  movie_tower: tf.keras.Model, rating_head: tf.keras.Model,
                  catalogue: Catalogue, rated_rows: tf.RaggedTensor, top_k: int,
-                 rating_range: tuple[float, float], cold_start_scores: np.ndarray | None = None):
+                 rating_range: tuple[float, float], cold_start: ColdStart | None = None):
         """`rating_range`: the lowest and highest stars of the training ratings; predicted
-        ratings are clipped to it. `cold_start_scores` [N]: the scores of the catalogue's
-        titles for cold-start requests (None: those get the out-of-vocabulary vector's)."""
+        ratings are clipped to it. `cold_start`: how cold-start requests are answered (None:
+        through the user's untrained vector, as the others)."""
         super().__init__()
         self.user_transform = tft.TransformFeaturesLayer(tf_transform_output)
         self.user_tower = user_tower
@@ -182,13 +182,15 @@ class RecommenderModule(tf.Module):
         self.latest_rating_vectors = tf.Variable(rating, trainable=False,
                                                  name="latest_rating_vectors")
 
-        self.cold_start = cold_start_scores is not None
+        self.cold_start = cold_start is not None
         if self.cold_start:
-            self.cold_start_scores = tf.Variable(cold_start_scores, trainable=False,
+            self.cold_start_scores = tf.Variable(cold_start.scores, trainable=False,
                                                  name="cold_start_scores")
+            self.cold_start_ratings = tf.Variable(cold_start.ratings, trainable=False,
+                                                  name="cold_start_ratings")
             # Graph constants, as small as k: the per-call cost stays a gather and a select.
             self.cold_start_top_scores, self.cold_start_top_rows = tf.math.top_k(
-                cold_start_scores, k=min(num_candidates, max(top_k, contract.SCANN_RECALL_K)))
+                cold_start.scores, k=min(num_candidates, max(top_k, contract.SCANN_RECALL_K)))
             row_splits = self.user_tower.history.row_splits
             self.without_stored_rating = tf.Variable(row_splits[1:] == row_splits[:-1],
                                                      trainable=False,
@@ -390,9 +392,9 @@ class RecommenderModule(tf.Module):
     def predict_rating_with_recent(self, user_id, movie_title, timestamp, recent_titles,
                                    recent_timestamps, recent_ratings):
         user_id, movie_title = batch_inputs(user_id=user_id, movie_title=movie_title)
-        _, rating_vector, user_index, _ = self._vectors_with_recent(
+        _, rating_vector, user_index, cold = self._vectors_with_recent(
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
-        return self._rating_of(rating_vector, user_index, movie_title)
+        return self._rating_of(rating_vector, user_index, cold, movie_title)
 
     @signature([tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend_unrated(self, user_id):
@@ -450,22 +452,26 @@ class RecommenderModule(tf.Module):
     def _rating(self, user_id: tf.Tensor, movie_title: tf.Tensor,
                 timestamp: tf.Tensor | None = None) -> dict:
         _, user_vector, user_index = self._user_vectors(user_id, timestamp)
-        return self._rating_of(user_vector, user_index, movie_title)
+        return self._rating_of(user_vector, user_index, self._cold(user_index), movie_title)
 
-    def _rating_of(self, user_vector: tf.Tensor, user_index: tf.Tensor,
+    def _rating_of(self, user_vector: tf.Tensor, user_index: tf.Tensor, cold: tf.Tensor,
                    movie_title: tf.Tensor) -> dict:
         rows = self.title_to_row.lookup(movie_title)
-        movie_embedding = tf.gather(self.movie_embeddings, rows)
-        return {"rating": self._predicted_rating(user_vector, movie_embedding),
+        return {"rating": self._rating_of_rows(user_vector, rows, cold),
                 "known_user": user_index < self.num_users,
                 "known_title": rows < tf.size(self.catalogue_titles, out_type=tf.int64)}
 
-    def _predicted_rating(self, rating_vector: tf.Tensor,
-                          movie_embedding: tf.Tensor) -> tf.Tensor:
-        """The rating head's prediction, within the training ratings' stars (the head is
-        unbounded: on ml-100k's eval split it predicted up to 6.3 stars)."""
-        return tf.clip_by_value(self.rating_head([rating_vector, movie_embedding]),
-                                self.lowest_rating, self.highest_rating)
+    def _rating_of_rows(self, rating_vector: tf.Tensor, rows: tf.Tensor,
+                        cold: tf.Tensor) -> tf.Tensor:
+        """The rating head's prediction for the catalogue rows, within the training ratings'
+        stars (the head is unbounded: on ml-100k's eval split it predicted up to 6.3 stars);
+        cold-start requests: the title's cold-start rating."""
+        rating = tf.clip_by_value(
+            self.rating_head([rating_vector, tf.gather(self.movie_embeddings, rows)]),
+            self.lowest_rating, self.highest_rating)
+        if not self.cold_start:
+            return rating
+        return tf.where(cold, tf.gather(self.cold_start_ratings, rows), rating)
 
     @signature([tf.TensorSpec([None], tf.string, name="user_id"),
                 tf.TensorSpec([None], tf.string, name="movie_title")])
@@ -497,7 +503,7 @@ class RecommenderModule(tf.Module):
         rank_unrated = rank - tf.reduce_sum(
             tf.cast(rated_scores > held_out_score[:, None], tf.int64), axis=1)
 
-        rating = self._predicted_rating(rating_vector, tf.gather(self.movie_embeddings, rows))
+        rating = self._rating_of_rows(rating_vector, rows, cold)
         label = tf.reshape(raw[features.RATING], [-1])
         _, scann_rows = self._scann_search(user_embedding, cold, contract.SCANN_RECALL_K)
         outputs = {

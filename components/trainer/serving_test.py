@@ -67,7 +67,7 @@ def _build_modules(analyze_ratings, ratings: list[dict], titles: list[bytes],
             transform_output, recommender.user_tower, recommender.movie_tower,
             recommender.rating_head, catalogue, catalogue.rated_rows(histories), TOP_K,
             rating_range=(-np.inf, np.inf),
-            cold_start_scores=catalogue.recent_popularity_scores(histories, cold_start_days)
+            cold_start=catalogue.cold_start(histories, cold_start_days, shrinkage=2.0)
             if cold_start_days else None)
 
     if weights_seed is not None:
@@ -365,7 +365,23 @@ def test_unseen_users_without_ratings_get_recent_popularity_and_the_others_the_m
     np.testing.assert_allclose(served, without_rule, rtol=1e-5)
     assert not np.allclose(served, best)
 
-    # The evaluation signature ranks the cold requests' held-out titles by the same scores.
+    # Ratings: a cold request gets the title's shrunk mean (Title 30: 4 stars twice in the
+    # stored histories, user 7's not stored; a title outside the catalogue: the mean of all);
+    # the others the model's.
+    rated_titles = _strings(TITLES[30], b"Not In The Catalogue")
+    for name, extra in (("rating", {}), ("rating_at_time", {"timestamp": _times(1_020_000,
+                                                                                1_020_000)})):
+        cold_ratings = model.signatures[name](user_id=_strings(b"nobody", b"nobody"),
+                                              movie_title=rated_titles, **extra)["rating"]
+        mean = histories.mean_rating()
+        np.testing.assert_allclose(cold_ratings, [mean + 2 * (4.0 - mean) / (2 + 2.0), mean],
+                                   rtol=1e-5, err_msg=name)
+    known = {"user_id": _strings(b"1", b"2"), "movie_title": rated_titles}
+    np.testing.assert_allclose(model.signatures["rating"](**known)["rating"],
+                               plain.predict_rating(**known)["rating"], rtol=1e-5)
+
+    # The evaluation signature ranks the cold requests' held-out titles by the same scores,
+    # and rates them as `rating` does.
     held_out = [TITLES[30], TITLES[0], CATALOGUE_ONLY]
     outputs = model.signatures["evaluation"](examples=tf.constant(serialize([
         {features.USER_ID: [b"nobody"], features.MOVIE_TITLE: [title],
@@ -377,6 +393,8 @@ def test_unseen_users_without_ratings_get_recent_popularity_and_the_others_the_m
             assert outputs[f"top_{k}_accuracy"][i] == outputs[f"top_{k}_accuracy_unrated"][i] \
                 == (rank < k), (title, k)
     np.testing.assert_array_equal(outputs["scann_recall_at_10"], 1.0)
+    np.testing.assert_allclose(outputs["rating"], module.cold_start_ratings.numpy()[
+        [catalogue.index(title) for title in held_out]], rtol=1e-6)
 
     # A user of the vocabulary without a stored rating is cold too; one with a rating is not.
     served = model.signatures["serving_default"](user_id=_strings(b"7", b"5"))["scores"].numpy()

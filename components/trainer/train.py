@@ -227,8 +227,8 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
         tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,
         catalogue, catalogue.rated_rows(served_histories), config.top_k,
         rating_range=(stars.min(), stars.max()),
-        cold_start_scores=catalogue.recent_popularity_scores(
-            served_histories, config.cold_start_popularity_days)
+        cold_start=catalogue.cold_start(served_histories, config.cold_start_popularity_days,
+                                        config.cold_start_rating_shrinkage)
         if config.cold_start_popularity_days > 0 else None)
 
 
