@@ -112,9 +112,9 @@ class Catalogue:
         their share of all the ratings: log((recent + prior) / (recent total + 1)), prior the
         title's Laplace-smoothed share of all ratings (it sums to 1 over the catalogue, so it
         weighs as one rating and only breaks ties)."""
-        row_of_movie = self._row_of_movie()
-        in_catalogue = row_of_movie[histories.movies] >= 0
-        rows, times = row_of_movie[histories.movies][in_catalogue], histories.times[in_catalogue]
+        rows = self._row_of_movie()[histories.movies]
+        kept = rows >= 0
+        rows, times = rows[kept], histories.times[kept]
         all_counts = np.bincount(rows, minlength=len(self)).astype(np.float64)
         prior = (all_counts + 1.0) / (all_counts.sum() + len(self))
         if not len(rows):
