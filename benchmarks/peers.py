@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks.ranking import Ratings, per_user, top_k_accuracy
-from components.trainer import train
+from components.trainer import catalogue, train
 from pipeline import configs
 
 
@@ -48,10 +48,8 @@ def recent_popularity(data: Ratings, days_grid=(7.0, 14.0, 30.0, 60.0, 90.0)) ->
     validation = validation_split(data)
 
     def scorer(split: Ratings, days: float):
-        counts = np.bincount(split.train_items, minlength=split.shape[1]).astype(np.float64)
-        recent = split.train_times >= split.train_times.max() - days * 86_400
-        scores = np.bincount(split.train_items[recent], minlength=split.shape[1]) + (
-            counts / (counts.sum() + 1.0))
+        scores = catalogue.recent_popularity(split.train_items, split.train_times,
+                                             split.shape[1], days)
         return lambda users: np.tile(scores, (len(users), 1))
 
     best = max(days_grid, key=lambda days: top_k_accuracy(

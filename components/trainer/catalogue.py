@@ -43,6 +43,22 @@ def read_titles_and_genres(file_pattern: str) -> tuple[np.ndarray, tf.RaggedTens
                                                               ragged_rank=1)
 
 
+def recent_popularity(items: np.ndarray, times: np.ndarray, num_items: int,
+                      days: float) -> np.ndarray:
+    """[num_items] float32: each item's log share of the ratings (`items`, `times`: one per
+    rating) made in the `days` days up to the latest one, the items rated as often (none
+    included) ordered by their share of all the ratings: log((recent + prior) / (recent total
+    + 1)), prior the item's Laplace-smoothed share of all ratings (it sums to 1 over the
+    items, so it weighs as one rating and only breaks ties)."""
+    all_counts = np.bincount(items, minlength=num_items).astype(np.float64)
+    prior = (all_counts + 1.0) / (all_counts.sum() + num_items)
+    if not len(items):
+        return np.log(prior).astype(np.float32)
+    recent = times >= times.max() - days * 86_400
+    recent_counts = np.bincount(items[recent], minlength=num_items)
+    return np.log((recent_counts + prior) / (recent.sum() + 1.0)).astype(np.float32)
+
+
 @dataclasses.dataclass(frozen=True)
 class ColdStart:
     """How users unseen in training are answered: `scores` [N] rank the catalogue
@@ -106,22 +122,16 @@ class Catalogue:
         row_splits, rows = histories.distinct_rows(self._row_of_movie())
         return tf.RaggedTensor.from_row_splits(rows, row_splits)
 
-    def recent_popularity_scores(self, histories: UserHistories, days: float) -> np.ndarray:
-        """[N] float32: each title's log share of the ratings made in the `days` days up to
-        the latest one of `histories`, the titles rated as often (none included) ordered by
-        their share of all the ratings: log((recent + prior) / (recent total + 1)), prior the
-        title's Laplace-smoothed share of all ratings (it sums to 1 over the catalogue, so it
-        weighs as one rating and only breaks ties)."""
+    def _rated_rows_and_kept(self, histories: UserHistories) -> tuple[np.ndarray, np.ndarray]:
+        """(the catalogue row of each rating of `histories`, which of them have one)."""
         rows = self._row_of_movie()[histories.movies]
         kept = rows >= 0
-        rows, times = rows[kept], histories.times[kept]
-        all_counts = np.bincount(rows, minlength=len(self)).astype(np.float64)
-        prior = (all_counts + 1.0) / (all_counts.sum() + len(self))
-        if not len(rows):
-            return np.log(prior).astype(np.float32)
-        recent = times >= times.max() - days * 86_400
-        recent_counts = np.bincount(rows[recent], minlength=len(self))
-        return np.log((recent_counts + prior) / (recent.sum() + 1.0)).astype(np.float32)
+        return rows[kept], kept
+
+    def recent_popularity_scores(self, histories: UserHistories, days: float) -> np.ndarray:
+        """[N] float32: `recent_popularity` of the catalogue's titles in `histories`."""
+        rows, kept = self._rated_rows_and_kept(histories)
+        return recent_popularity(rows, histories.times[kept], len(self), days)
 
     def shrunk_mean_ratings(self, histories: UserHistories, shrinkage: float) -> np.ndarray:
         """[N + 1] float32: each title's mean rating in `histories`, shrunk towards the mean of
@@ -131,10 +141,9 @@ class Catalogue:
         if shrinkage <= 0:
             raise ValueError(f"cold_start_rating_shrinkage must be positive, got {shrinkage}.")
         mean = histories.mean_rating()
-        rows = self._row_of_movie()[histories.movies]
-        kept = rows >= 0
-        counts = np.bincount(rows[kept], minlength=len(self))
-        deviations = np.bincount(rows[kept], weights=histories.ratings[kept] - mean,
+        rows, kept = self._rated_rows_and_kept(histories)
+        counts = np.bincount(rows, minlength=len(self))
+        deviations = np.bincount(rows, weights=histories.ratings[kept] - mean,
                                  minlength=len(self))
         return np.append(mean + deviations / (counts + shrinkage), mean).astype(np.float32)
 
