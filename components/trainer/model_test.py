@@ -259,6 +259,21 @@ def test_a_catalogue_above_the_softmax_size_is_sampled_with_the_full_softmax_as_
     assert all(loss == pytest.approx(math.log(NUM_MOVIES), rel=1e-5) for loss in losses)
 
 
+def test_validation_scores_a_sampled_catalogue_against_one_fixed_sample():
+    model = _build(_config(embedding_dim=4, rating_weight=0.0, catalogue_softmax_size=10))
+    batch = next(iter(_dataset()))
+    user, movie, _ = model(batch)
+    movie_index = batch[features.MOVIE_INDEX]
+    training = {float(model._sampled_retrieval_loss(user, movie, movie_index))
+                for _ in range(5)}
+    validation = {float(model._sampled_retrieval_loss(user, movie, movie_index, training=False))
+                  for _ in range(5)}
+    assert len(training) > 1 and len(validation) == 1
+    assert float(model.compute_loss(batch, training=False)) == pytest.approx(validation.pop())
+    assert model.validation_sample.shape == (10,)
+    assert len(set(model.validation_sample.numpy())) == 10
+
+
 def test_rating_dropout_is_active_in_training_only():
     config = _config(embedding_dim=8, rating_dropout=0.5)
     head = model_lib.build_rating_head(config)
