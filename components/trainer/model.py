@@ -441,6 +441,7 @@ class MultiTaskRecommender(tfrs.Model):
         self.rating_task = tfrs.tasks.Ranking(
             loss=tf.keras.losses.MeanSquaredError(),
             metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")])
+        self.evaluated_loss = tf.keras.metrics.Mean(name="loss")
 
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False):
         """(user vector at the request time, movie vector, predicted rating)."""
@@ -504,6 +505,16 @@ class MultiTaskRecommender(tfrs.Model):
             retrieval_loss = self._catalogue_retrieval_loss(user_embedding, movie_index)
         rating_loss = self.rating_task(labels=inputs[features.RATING_LABEL], predictions=rating)
         return self.retrieval_weight * retrieval_loss + self.rating_weight * rating_loss
+
+    def test_step(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The loss (and RMSE) over every example evaluated so far: what early stopping and
+        the learning-rate cuts compare as `val_loss`. TFRS's test_step returns each batch's own
+        loss, and Keras' evaluate reports its last step's logs, so the validation loss was the
+        last, partial batch's alone (802 of ml-100k's 7,970 validation ratings)."""
+        loss = self.compute_loss(inputs, training=False)
+        self.evaluated_loss.update_state(
+            loss, sample_weight=tf.shape(inputs[features.MOVIE_INDEX])[0])
+        return {metric.name: metric.result() for metric in self.metrics}
 
 
 def build_model(num_users: int, num_movies: int, config: ModelConfig, movie_genres: np.ndarray,

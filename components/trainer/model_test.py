@@ -274,6 +274,19 @@ def test_validation_scores_a_sampled_catalogue_against_one_fixed_sample():
     assert len(set(model.validation_sample.numpy())) == 10
 
 
+def test_the_evaluated_loss_is_the_mean_over_every_example_not_the_last_batch():
+    model = _build(_config(embedding_dim=8))
+    dataset = _dataset(size=600)  # batches of 64: nine full ones, then 24 examples
+    model.fit(dataset, epochs=1, verbose=0)
+    batches = list(dataset)
+    losses = [float(model.compute_loss(batch, training=False)) for batch in batches]
+    sizes = [len(batch[features.MOVIE_INDEX]) for batch in batches]
+    assert losses[-1] != pytest.approx(np.average(losses, weights=sizes), rel=1e-4)
+    for _ in range(2):  # each evaluation starts afresh
+        evaluated = model.evaluate(dataset, verbose=0, return_dict=True)
+        assert evaluated["loss"] == pytest.approx(np.average(losses, weights=sizes), rel=1e-5)
+
+
 def test_rating_dropout_is_active_in_training_only():
     config = _config(embedding_dim=8, rating_dropout=0.5)
     head = model_lib.build_rating_head(config)
