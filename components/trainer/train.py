@@ -119,22 +119,6 @@ def evenly_spread(size: int, count: int) -> np.ndarray:
     return np.arange(count, dtype=np.int64) * size // count
 
 
-def checked_validation_rows(validation_users: np.ndarray,
-                            fit_histories: histories_lib.UserHistories, check_size: int,
-                            cold_start: bool) -> np.ndarray:
-    """Indices of the validation ratings that every check scores: at most `check_size`, evenly
-    spread. Under the cold-start rule, only the ratings of users with a rating in the fit part:
-    the rule answers the others whatever the weights, so their loss says nothing about what
-    will be served (under the time protocol they held most of the slice, and their loss,
-    rising from the first pass, stopped training there). All of them if none is left."""
-    rows = np.arange(len(validation_users))
-    if cold_start:
-        known = np.diff(fit_histories.row_splits)[validation_users] > 0
-        if known.any():
-            rows = rows[known]
-    return rows[evenly_spread(len(rows), check_size)]
-
-
 def shuffled_batches(columns: dict[str, np.ndarray], batch_size: int,
                      seed: int) -> tf.data.Dataset:
     """Endless batches of `columns`: each pass over them in a new order (seeded), its last
@@ -214,9 +198,7 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     columns = (*MODEL_INPUTS, features.TIMESTAMP)
-    checked = checked_validation_rows(validation[features.USER_INDEX], fit_histories,
-                                      config.validation_check_size,
-                                      cold_start=config.cold_start_popularity_days > 0)
+    checked = evenly_spread(len(validation[features.USER_INDEX]), config.validation_check_size)
     examples = len(fit_part[features.USER_INDEX])
     interval = min(examples, config.validation_interval)
     steps_per_check = -(-interval // config.batch_size)

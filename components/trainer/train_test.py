@@ -3,7 +3,6 @@ import pytest
 import tensorflow as tf
 
 from components import features
-from components.trainer import histories as histories_lib
 from components.trainer import train
 from components.trainer.conftest import serialize
 
@@ -103,19 +102,3 @@ def test_checks_score_an_even_spread_of_a_large_validation_slice():
     assert spread.tolist() == [0, 250, 500, 750]
     users = np.repeat(np.arange(100), 50)  # records in file order: grouped by user
     assert len(set(users[train.evenly_spread(len(users), 200)])) == 100
-
-
-def test_checks_under_the_cold_start_rule_score_the_users_with_a_fit_rating():
-    fit = histories_lib.UserHistories.from_ratings(
-        np.array([1, 2]), np.array([0, 0]), np.array([5, 5]), np.array([3.0, 3.0], np.float32),
-        num_users=4)
-    users = np.array([0, 1, 1, 3, 2])
-    np.testing.assert_array_equal(
-        train.checked_validation_rows(users, fit, 10, cold_start=True), [1, 2, 4])
-    np.testing.assert_array_equal(
-        train.checked_validation_rows(users, fit, 10, cold_start=False), [0, 1, 2, 3, 4])
-    np.testing.assert_array_equal(
-        train.checked_validation_rows(users, fit, 2, cold_start=True), [1, 2])
-    unknown = np.array([0, 3])  # nobody left: every rating
-    np.testing.assert_array_equal(
-        train.checked_validation_rows(unknown, fit, 10, cold_start=True), [0, 1])
