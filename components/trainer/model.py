@@ -154,13 +154,18 @@ def weighted_sum(embedding: tf.keras.layers.Embedding, rows: tf.Tensor,
         if not embedding.built:
             embedding.build(None)
         return _gathered_sum_with_dense_gradient(embedding.embeddings, rows, weights)
-    batch = tf.shape(rows, out_type=tf.int64)[0]
     width = embedding.input_dim
-    # Built by a segment sum: measured a little faster than scatter_nd.
+    return tf.matmul(_dense_weight_matrix(rows, weights, width),
+                     embedding(tf.range(width, dtype=tf.int64)))
+
+
+def _dense_weight_matrix(rows: tf.Tensor, weights: tf.Tensor, width: int | tf.Tensor) -> tf.Tensor:
+    """[batch, width]: each example's weights at its rows (repeated rows add up). Built by a
+    segment sum: measured a little faster than scatter_nd."""
+    batch = tf.shape(rows, out_type=tf.int64)[0]
     cells = tf.reshape(tf.range(batch)[:, None] * width + rows, [-1])
-    dense_weights = tf.reshape(tf.math.unsorted_segment_sum(tf.reshape(weights, [-1]), cells,
-                                                            batch * width), [batch, width])
-    return tf.matmul(dense_weights, embedding(tf.range(width, dtype=tf.int64)))
+    return tf.reshape(tf.math.unsorted_segment_sum(tf.reshape(weights, [-1]), cells,
+                                                   batch * width), [batch, width])
 
 
 def _gathered_sum_with_dense_gradient(table: tf.Variable, rows: tf.Tensor,
@@ -178,11 +183,8 @@ def _gathered_sum_with_dense_gradient(table: tf.Variable, rows: tf.Tensor,
 
         def gradient(upstream):
             upstream = tf.convert_to_tensor(upstream)  # a gather downstream makes it sparse
-            batch = tf.shape(rows, out_type=tf.int64)[0]
-            width = tf.shape(table, out_type=tf.int64)[0]
-            cells = tf.reshape(tf.range(batch)[:, None] * width + rows, [-1])
-            dense_weights = tf.reshape(tf.math.unsorted_segment_sum(
-                tf.reshape(weights, [-1]), cells, batch * width), [batch, width])
+            dense_weights = _dense_weight_matrix(rows, weights,
+                                                 tf.shape(table, out_type=tf.int64)[0])
             return (tf.matmul(dense_weights, upstream, transpose_a=True),
                     tf.reduce_sum(gathered * upstream[:, None, :], axis=2))
 
