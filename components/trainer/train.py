@@ -148,6 +148,20 @@ def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
+def validation_callbacks(config: config_lib.ModelConfig) -> list[tf.keras.callbacks.Callback]:
+    """Early stopping (the best check's weights kept) and the learning-rate cuts, both on the
+    validation loss and both counting a check as better only by `min_improvement`."""
+    callbacks = [tf.keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.early_stopping_patience,
+        min_delta=config.min_improvement, restore_best_weights=True)]
+    if config.learning_rate_drop != 1.0:
+        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=config.learning_rate_drop,
+            patience=config.learning_rate_patience, min_delta=config.min_improvement,
+            verbose=1))
+    return callbacks
+
+
 def user_histories(inputs: dict[str, np.ndarray], num_users: int) -> histories_lib.UserHistories:
     """For each user index (OOV last), the movies rated in `inputs`, when and how, in time
     order."""
@@ -188,13 +202,7 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
 
     model = model_lib.build_model(num_users, catalogue.num_movies, config,
                                   catalogue.genres_by_movie_index(), fit_histories)
-    callbacks = [tf.keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.early_stopping_patience,
-        restore_best_weights=True)]
-    if config.learning_rate_drop != 1.0:
-        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=config.learning_rate_drop,
-            patience=config.learning_rate_patience, verbose=1))
+    callbacks = validation_callbacks(config)
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     columns = (*MODEL_INPUTS, features.TIMESTAMP)

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from components import features
 from components.trainer import train
+from components.trainer.config import ModelConfig
 from components.trainer.conftest import serialize
 
 
@@ -102,3 +103,18 @@ def test_checks_score_an_even_spread_of_a_large_validation_slice():
     assert spread.tolist() == [0, 250, 500, 750]
     users = np.repeat(np.arange(100), 50)  # records in file order: grouped by user
     assert len(set(users[train.evenly_spread(len(users), 200)])) == 100
+
+
+def test_checks_that_improve_by_less_than_the_threshold_stop_training_and_cut_the_rate():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(1,))])
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse")
+    config = ModelConfig(early_stopping_patience=2, learning_rate_patience=1,
+                         learning_rate_drop=0.5, min_improvement=1e-4)
+    callbacks = tf.keras.callbacks.CallbackList(train.validation_callbacks(config), model=model)
+    callbacks.on_train_begin()
+    rates = []
+    for epoch, loss in enumerate([1.0, 0.99995, 0.99991]):  # each less than 1e-4 below 1.0
+        callbacks.on_epoch_end(epoch, {"val_loss": loss})
+        rates.append(float(model.optimizer.learning_rate))
+    assert model.stop_training
+    assert rates == pytest.approx([0.01, 0.005, 0.0025])
