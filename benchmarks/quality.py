@@ -53,13 +53,18 @@ def run_pipeline(raw_dir: str, output_dir: str, protocol: str = configs.SPLIT_PR
         raise RuntimeError("The pipeline's model was not blessed, so nothing was pushed.")
     if status != local_runner.PUSHED:
         raise RuntimeError(f"The pipeline failed (exit status {status}); see its output above.")
-    runs = metadata.latest_component_runs(os.path.join(output_dir, "metadata.sqlite"))
+    metadata_path = os.path.join(output_dir, "metadata.sqlite")
+    runs = metadata.latest_component_runs(metadata_path)
     evaluation = metadata.evaluation_metrics(runs["Evaluator"].outputs["evaluation"][0].uri)
     pushed = runs["Pusher"].outputs["pushed_model"][0].custom_properties
+    # The run that trained the model: this run's Trainer took no time when it came from the cache.
+    training = metadata.producing_execution(metadata.open_store(metadata_path),
+                                            runs["Trainer"].outputs["model"][0].id)
     return {"metrics": evaluation, "examples": runs["TfdsExampleGen"].outputs["examples"][0],
             "model": pushed["pushed_destination"].string_value,
             "seconds": time.time() - started,
-            "trainer_seconds": runs["Trainer"].seconds}
+            "trainer_seconds": (training.last_update_time_since_epoch
+                                - training.create_time_since_epoch) / 1000.0}
 
 
 def load_ratings(examples: metadata_store_pb2.Artifact,
