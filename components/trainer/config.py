@@ -72,7 +72,9 @@ class ModelConfig:
     # whatever the dataset's size. `epochs`: the most passes. Each check scores at most
     # `validation_check_size` of the slice's ratings, the same evenly spread ones every time
     # (ml-25m's slice holds 2 M: scoring it all cost twice the 250k training examples between
-    # checks); every rating of the slice still joins the served histories.
+    # checks); every rating of the slice still joins the served histories. Each is asked as a
+    # live request is, with the user's earlier ratings of the slice in the request
+    # (train.earlier_slice_ratings).
     epochs: int = 30
     validation_interval: int = 250_000
     validation_check_size: int = 100_000

@@ -31,6 +31,12 @@ def clamp_time(time: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(tf.cast(time, tf.int64), 0, LATEST_TIME)
 
 
+# Optional columns of a batch: ratings the request carries beyond the stored history (a
+# RatingWindow's four fields, each [batch, size]). Validation checks replay the slice's own
+# earlier ratings through them (train.earlier_slice_ratings).
+REQUEST_COLUMNS = ("request_movies", "request_times", "request_ratings", "request_valid")
+
+
 @dataclasses.dataclass(frozen=True)
 class RatingWindow:
     """A window of each user's ratings, each [batch, size]: movie index, time (seconds since the
@@ -446,12 +452,16 @@ class MultiTaskRecommender(tfrs.Model):
         self.evaluated_loss = tf.keras.metrics.Mean(name="loss")
 
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False):
-        """(user vector at the request time, movie vector, predicted rating)."""
+        """(user vector at the request time, movie vector, predicted rating). Inputs with the
+        REQUEST_COLUMNS are asked as a live request is: with those ratings beside the stored
+        history."""
         movie_index = inputs[features.MOVIE_INDEX]
+        request = (RatingWindow(*(inputs[name] for name in REQUEST_COLUMNS))
+                   if REQUEST_COLUMNS[0] in inputs else None)
         # Every training example is in its user's history, which must not hold it.
         user_embedding, rating_vector = self.user_tower.vectors(
             inputs[features.USER_INDEX], inputs[features.TIMESTAMP],
-            left_out_movie=movie_index if training else None)
+            left_out_movie=movie_index if training else None, request=request)
         movie_embedding = self.movie_tower({
             features.MOVIE_INDEX: movie_index,
             features.GENRES_MULTI_HOT: tf.gather(self.movie_genres, movie_index)})

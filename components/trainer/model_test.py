@@ -196,6 +196,25 @@ def test_each_task_reads_its_own_user_vector():
     np.testing.assert_allclose(rating, model.rating_head([rating_vector, movie]), rtol=1e-5)
 
 
+def test_inputs_with_request_columns_are_asked_as_a_live_request_with_those_ratings():
+    histories = _histories([0, 0], [0, 1], [0, 100_000], [4.0, 2.0])
+    model = _build(_config(embedding_dim=4), histories)
+    window = model_lib.RatingWindow(_users([[3, 4]]), _users([[100_002, 100_005]]),
+                                    tf.constant([[5.0, 1.0]]), tf.constant([[True, False]]))
+    batch = {features.USER_INDEX: _users([0]), features.MOVIE_INDEX: _users([2]),
+             features.TIMESTAMP: _users([100_010]),
+             **dict(zip(model_lib.REQUEST_COLUMNS, (window.movies, window.times, window.ratings,
+                                                   window.valid), strict=True))}
+    user, movie, rating = model(batch)
+    retrieval_vector, rating_vector = model.user_tower.vectors(_users([0]), _users([100_010]),
+                                                               request=window)
+    np.testing.assert_allclose(user, retrieval_vector, rtol=1e-6)
+    np.testing.assert_allclose(rating, model.rating_head([rating_vector, movie]), rtol=1e-5)
+    stored_only, _, _ = model({name: batch[name] for name in (
+        features.USER_INDEX, features.MOVIE_INDEX, features.TIMESTAMP)})
+    assert not np.allclose(user, stored_only)
+
+
 def test_rated_term_scales_the_earlier_history_by_the_ratings_for_the_rating_task_only():
     config = _config(embedding_dim=4, history_time_boundaries=(60,))
     # User 0 rated movie 0 (5 stars) at t=1000, movie 1 (1 star) at t=1030, movie 2 (3 stars)

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from components import features
+from components.trainer import model as model_lib
 from components.trainer import train
 from components.trainer.config import ModelConfig
 from components.trainer.conftest import serialize
@@ -103,6 +104,20 @@ def test_checks_score_an_even_spread_of_a_large_validation_slice():
     assert spread.tolist() == [0, 250, 500, 750]
     users = np.repeat(np.arange(100), 50)  # records in file order: grouped by user
     assert len(set(users[train.evenly_spread(len(users), 200)])) == 100
+
+
+def test_a_check_replays_each_ratings_earlier_slice_ratings_of_its_user_as_its_request():
+    # The slice as model_inputs sorts it: by user, then time.
+    validation = _ratings([0, 0, 0, 0, 1, 1], [5, 6, 7, 8, 5, 9], [10, 20, 20, 30, 15, 40],
+                          [1.0, 2.0, 3.0, 4.0, 5.0, 1.5])
+    request = train.earlier_slice_ratings(validation, np.array([0, 1, 3, 5]), size=2)
+    movies, times, ratings, valid = (request[name] for name in model_lib.REQUEST_COLUMNS)
+    # Strictly earlier only (row 2 shares row 1's second), the latest `size`, oldest first.
+    assert valid.tolist() == [[False, False], [False, True], [True, True], [False, True]]
+    assert movies[valid].tolist() == [5, 6, 7, 5]
+    assert times[valid].tolist() == [10, 20, 20, 15]
+    assert ratings[valid].tolist() == [1.0, 2.0, 3.0, 5.0]
+    assert movies.dtype == times.dtype == np.int64 and ratings.dtype == np.float32
 
 
 def test_checks_that_improve_by_less_than_the_threshold_stop_training_and_cut_the_rate():
