@@ -154,10 +154,10 @@ def earlier_slice_ratings(validation: dict[str, np.ndarray], rows: np.ndarray,
     sorts them): the latest `size` of its user's slice ratings made strictly before it, oldest
     first, as model.REQUEST_COLUMNS [len(rows), size] (invalid slots pad).
 
-    A check asks each rating as the served model is asked live, with the ratings the user has
-    made since the stored history ends in the request. Without them the slice's ratings saw
-    only the fit part's history: under the time rule, none of the user's ratings of the days
-    before, so the session term went untrained (training stopped after one pass)."""
+    A check asks each rating as the served model is asked live, with the user's ratings that
+    the stored (fit part's) history lacks in the request. Without them a check saw the fit
+    part's history alone: under the time rule, none of the user's ratings of the days before,
+    so the session term went untrained (training stopped after one pass)."""
     users = validation[features.USER_INDEX]
     times = np.clip(validation[features.TIMESTAMP], 0, model_lib.LATEST_TIME)
     keys = users * (model_lib.LATEST_TIME + 1) + times
