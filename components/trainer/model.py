@@ -107,6 +107,12 @@ class HistoryTable(tf.Module):
         valid = positions >= start[:, None]
         return tf.where(valid, positions, 0), valid
 
+    def window(self, positions: tf.Tensor, valid: tf.Tensor) -> "RatingWindow":
+        """The ratings at `positions` [batch, size] (as `earlier` and `spread` give them)."""
+        return RatingWindow(tf.gather(self.movies, positions),
+                            tf.gather(self.keys, positions) % _TIME_RANGE,
+                            tf.gather(self.ratings, positions), valid)
+
     def spread(self, user_index: tf.Tensor, size: int):
         """Up to `size` of the user's ratings spread evenly over the whole history (all of them
         when the user has at most `size`): (positions, valid) [batch, size]."""
@@ -322,10 +328,7 @@ class UserTower(tf.keras.Model):
         spread_positions, spread_valid = self.history.spread(user_index,
                                                              self.recent_history_size)
         positions = tf.where(untimed, spread_positions, positions)
-        recent = RatingWindow(tf.gather(self.history.movies, positions),
-                              tf.gather(self.history.keys, positions) % _TIME_RANGE,
-                              tf.gather(self.history.ratings, positions),
-                              tf.where(untimed, spread_valid, valid))
+        recent = self.history.window(positions, tf.where(untimed, spread_valid, valid))
         if request is None:
             return recent
         return self._merge_recent(recent, request, clamp_time(request_time))

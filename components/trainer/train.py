@@ -148,29 +148,24 @@ def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-def earlier_slice_ratings(validation: dict[str, np.ndarray], rows: np.ndarray,
-                          size: int) -> dict[str, np.ndarray]:
-    """For each of `rows` of the validation slice (sorted by user, then time, as model_inputs
-    sorts them): the latest `size` of its user's slice ratings made strictly before it, oldest
-    first, as model.REQUEST_COLUMNS [len(rows), size] (invalid slots pad).
+def earlier_slice_ratings(validation: dict[str, np.ndarray], rows: np.ndarray, size: int,
+                          num_users: int) -> dict[str, np.ndarray]:
+    """For each of `rows` of the validation slice: the latest `size` of its user's slice
+    ratings made strictly before it, oldest first, as model.REQUEST_COLUMNS [len(rows), size]
+    (invalid slots pad), read from the slice's own histories as the user tower reads its stored
+    ones (model.HistoryTable.earlier).
 
     A check asks each rating as the served model is asked live, with the user's ratings that
     the stored (fit part's) history lacks in the request. Without them a check saw the fit
     part's history alone: under the time rule, none of the user's ratings of the days before,
     so the session term went untrained (training stopped after one pass)."""
-    users = validation[features.USER_INDEX]
-    times = np.clip(validation[features.TIMESTAMP], 0, model_lib.LATEST_TIME)
-    keys = users * (model_lib.LATEST_TIME + 1) + times
-    first_of_user = np.searchsorted(users, users[rows], side="left")
-    end = np.searchsorted(keys, keys[rows], side="left")
-    positions = end[:, None] - size + np.arange(size)[None, :]
-    valid = positions >= first_of_user[:, None]
-    positions = np.where(valid, positions, 0)
-    movies, request_times, ratings = (np.where(valid, validation[name][positions], 0) for name in (
-        features.MOVIE_INDEX, features.TIMESTAMP, features.RATING_LABEL))
-    return dict(zip(model_lib.REQUEST_COLUMNS,
-                    (movies.astype(np.int64), request_times.astype(np.int64),
-                     ratings.astype(np.float32), valid), strict=True))
+    history = model_lib.HistoryTable(user_histories(validation, num_users))
+    window = history.window(*history.earlier(tf.constant(validation[features.USER_INDEX][rows]),
+                                             tf.constant(validation[features.TIMESTAMP][rows]),
+                                             size))
+    return dict(zip(model_lib.REQUEST_COLUMNS, (window.movies.numpy(), window.times.numpy(),
+                                                window.ratings.numpy(), window.valid.numpy()),
+                    strict=True))
 
 
 def validation_callbacks(config: config_lib.ModelConfig) -> list[tf.keras.callbacks.Callback]:
@@ -242,7 +237,8 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
         steps_per_epoch=steps_per_check, epochs=-(-config.epochs * examples // interval),
         validation_data=without_autotune(tf.data.Dataset.from_tensor_slices(
             {**{name: validation[name][checked] for name in columns},
-             **earlier_slice_ratings(validation, checked, config.recent_history_size)}
+             **earlier_slice_ratings(validation, checked, config.recent_history_size,
+                                    num_users)}
         ).batch(config.batch_size)) if len(checked) else None,
         verbose=2, callbacks=callbacks)
     seconds = time.perf_counter() - started
