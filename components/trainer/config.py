@@ -84,6 +84,12 @@ class ModelConfig:
     # protocol's rule).
     validation_split: str = RANDOM_VALIDATION
     early_stopping_patience: int = 2
+    # Neither early stopping nor the learning-rate cuts read the checks of the first
+    # `minimum_passes` passes: an embedding model has not trained a user's rows before it has
+    # seen their ratings. At ml-25m's size (a check every 1 % of a pass) the checks' noise
+    # stopped training after 0.07 passes, its loss still falling (tuning.md, round 15).
+    # ml-100k and ml-1m-shaped data train for many passes; their checks are unchanged.
+    minimum_passes: float = 1.0
     # A check improves on the best so far only by more than this (both for early stopping and
     # for the learning-rate cuts, whose Keras default it is). Without it early stopping counted
     # any improvement: on ml-1m-shaped data the last 8 of 40 checks moved the loss by 0.0002 in

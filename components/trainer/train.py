@@ -6,6 +6,7 @@ same graph serves training, the catalogue and raw-input serving.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -168,15 +169,39 @@ def earlier_slice_ratings(validation: dict[str, np.ndarray], rows: np.ndarray, s
                     strict=True))
 
 
-def validation_callbacks(config: config_lib.ModelConfig) -> list[tf.keras.callbacks.Callback]:
+class ReduceLROnPlateauFrom(tf.keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau that reads no check before `start_from_epoch` (as EarlyStopping's
+    argument of that name does)."""
+
+    def __init__(self, start_from_epoch: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.start_from_epoch = start_from_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch >= self.start_from_epoch:
+            super().on_epoch_end(epoch, logs)
+        elif logs is not None:
+            logs["lr"] = float(self.model.optimizer.learning_rate)
+
+
+def first_monitored_check(examples: int, examples_per_check: int, minimum_passes: float) -> int:
+    """The index of the first check made after `minimum_passes` passes over `examples`, with
+    `examples_per_check` trained before each check."""
+    return max(math.ceil(minimum_passes * examples / examples_per_check) - 1, 0)
+
+
+def validation_callbacks(config: config_lib.ModelConfig,
+                         first_check: int = 0) -> list[tf.keras.callbacks.Callback]:
     """Early stopping (the best check's weights kept) and the learning-rate cuts, both on the
-    validation loss and both counting a check as better only by `min_improvement`."""
+    validation loss from check `first_check` on, and both counting a check as better only by
+    `min_improvement`."""
     callbacks = [tf.keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.early_stopping_patience,
-        min_delta=config.min_improvement, restore_best_weights=True)]
+        min_delta=config.min_improvement, restore_best_weights=True,
+        start_from_epoch=first_check)]
     if config.learning_rate_drop != 1.0:
-        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=config.learning_rate_drop,
+        callbacks.append(ReduceLROnPlateauFrom(
+            start_from_epoch=first_check, monitor="val_loss", factor=config.learning_rate_drop,
             patience=config.learning_rate_patience, min_delta=config.min_improvement,
             verbose=1))
     return callbacks
@@ -222,14 +247,20 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
 
     model = model_lib.build_model(num_users, catalogue.num_movies, config,
                                   catalogue.genres_by_movie_index(), fit_histories)
-    callbacks = validation_callbacks(config)
-    if log_dir:
-        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     columns = (*MODEL_INPUTS, features.TIMESTAMP)
     checked = evenly_spread(len(validation[features.USER_INDEX]), config.validation_check_size)
     examples = len(fit_part[features.USER_INDEX])
     interval = min(examples, config.validation_interval)
     steps_per_check = -(-interval // config.batch_size)
+    # A check is one pass (its last batch partial), or steps_per_check full batches.
+    examples_per_check = examples if interval == examples else steps_per_check * config.batch_size
+    first_check = first_monitored_check(examples, examples_per_check, config.minimum_passes)
+    logging.info("Early stopping and the learning-rate cuts read the checks from check %d on "
+                 "(%d examples a check, %d in a pass)", first_check + 1, examples_per_check,
+                 examples)
+    callbacks = validation_callbacks(config, first_check)
+    if log_dir:
+        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     started = time.perf_counter()
     history = model.fit(
         shuffled_batches({name: fit_part[name] for name in columns}, config.batch_size,
@@ -242,9 +273,7 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
         ).batch(config.batch_size)) if len(checked) else None,
         verbose=2, callbacks=callbacks)
     seconds = time.perf_counter() - started
-    # A check is one pass (its last batch partial), or steps_per_check full batches.
-    trained = len(history.epoch) * (examples if interval == examples
-                                    else steps_per_check * config.batch_size)
+    trained = len(history.epoch) * examples_per_check
     logging.info("Trained on %d examples (%.1f passes over %d) in %.1f s: %.0f examples/s "
                  "(validation included)", trained, trained / examples, examples, seconds,
                  trained / seconds)

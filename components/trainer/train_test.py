@@ -121,6 +121,35 @@ def test_a_check_replays_each_ratings_earlier_slice_ratings_of_its_user_as_its_r
     assert movies.dtype == times.dtype == np.int64 and ratings.dtype == np.float32
 
 
+def test_no_check_before_the_first_monitored_one_stops_training_cuts_the_rate_or_is_kept():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(1,))])
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse")
+    config = ModelConfig(early_stopping_patience=2, learning_rate_patience=1,
+                         learning_rate_drop=0.5)
+    callbacks = tf.keras.callbacks.CallbackList(
+        train.validation_callbacks(config, first_check=3), model=model)
+    callbacks.on_train_begin()
+    rates, stopped = [], []
+    # Checks 0-2 get worse (check 0 is the lowest of all); from check 3 on they are read.
+    for check, loss in enumerate([1.0, 1.5, 2.0, 2.5, 2.6, 2.7]):
+        model.layers[0].bias.assign([float(check)])  # marks whose weights each check scored
+        callbacks.on_epoch_end(check, {"val_loss": loss})
+        rates.append(float(model.optimizer.learning_rate))
+        stopped.append(model.stop_training)
+    assert rates == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.005, 0.0025])
+    assert stopped == [False] * 5 + [True]
+    callbacks.on_train_end()
+    assert float(model.layers[0].bias[0]) == 3.0  # the best monitored check's weights
+
+
+def test_the_first_monitored_check_is_the_first_after_the_minimum_passes():
+    assert train.first_monitored_check(72_116, 72_116, 1.0) == 0  # a check each pass
+    assert train.first_monitored_check(709_659, 250_880, 1.0) == 2  # after 752,640 examples
+    assert train.first_monitored_check(22_500_000, 250_880, 1.0) == 89
+    assert train.first_monitored_check(1_000, 250, 2.0) == 7
+    assert train.first_monitored_check(1_000, 250, 0.0) == 0
+
+
 def test_checks_that_improve_by_less_than_the_threshold_stop_training_and_cut_the_rate():
     model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(1,))])
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse")
