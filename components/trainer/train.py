@@ -149,18 +149,19 @@ def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.with_options(options)
 
 
-def earlier_slice_ratings(validation: dict[str, np.ndarray], rows: np.ndarray, size: int,
-                          num_users: int) -> dict[str, np.ndarray]:
+def earlier_slice_ratings(validation: dict[str, np.ndarray],
+                          validation_histories: histories_lib.UserHistories, rows: np.ndarray,
+                          size: int) -> dict[str, np.ndarray]:
     """For each of `rows` of the validation slice: the latest `size` of its user's slice
     ratings made strictly before it, oldest first, as model.REQUEST_COLUMNS [len(rows), size]
-    (invalid slots pad), read from the slice's own histories as the user tower reads its stored
-    ones (model.HistoryTable.earlier).
+    (invalid slots pad), read from the slice's own histories (`validation_histories`) as the
+    user tower reads its stored ones (model.HistoryTable.earlier).
 
     A check asks each rating as the served model is asked live, with the user's ratings that
     the stored (fit part's) history lacks in the request. Without them a check saw the fit
     part's history alone: under the time rule, none of the user's ratings of the days before,
     so the session term went untrained (training stopped after one pass)."""
-    history = model_lib.HistoryTable(user_histories(validation, num_users))
+    history = model_lib.HistoryTable(validation_histories)
     window = history.window(*history.earlier(tf.constant(validation[features.USER_INDEX][rows]),
                                              tf.constant(validation[features.TIMESTAMP][rows]),
                                              size))
@@ -240,10 +241,10 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
     validation = {name: column[inputs[VALIDATION]] for name, column in inputs.items()}
     catalogue = Catalogue.read(catalogue_file_pattern, tf_transform_output)
     fit_histories = user_histories(fit_part, num_users)
+    validation_histories = user_histories(validation, num_users)
     served_histories = fit_histories
     if serve_validation_ratings:
-        served_histories = fit_histories.merged(user_histories(validation,
-                                                               num_users))
+        served_histories = fit_histories.merged(validation_histories)
 
     model = model_lib.build_model(num_users, catalogue.num_movies, config,
                                   catalogue.genres_by_movie_index(), fit_histories)
@@ -268,8 +269,8 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
         steps_per_epoch=steps_per_check, epochs=-(-config.epochs * examples // interval),
         validation_data=without_autotune(tf.data.Dataset.from_tensor_slices(
             {**{name: validation[name][checked] for name in columns},
-             **earlier_slice_ratings(validation, checked, config.recent_history_size,
-                                    num_users)}
+             **earlier_slice_ratings(validation, validation_histories, checked,
+                                    config.recent_history_size)}
         ).batch(config.batch_size)) if len(checked) else None,
         verbose=2, callbacks=callbacks)
     seconds = time.perf_counter() - started

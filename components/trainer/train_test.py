@@ -110,8 +110,8 @@ def test_a_check_replays_each_ratings_earlier_slice_ratings_of_its_user_as_its_r
     # The slice as model_inputs sorts it: by user, then time.
     validation = _ratings([0, 0, 0, 0, 1, 1], [5, 6, 7, 8, 5, 9], [10, 20, 20, 30, 15, 40],
                           [1.0, 2.0, 3.0, 4.0, 5.0, 1.5])
-    request = train.earlier_slice_ratings(validation, np.array([0, 1, 3, 5]), size=2,
-                                          num_users=2)
+    request = train.earlier_slice_ratings(validation, train.user_histories(validation, 2),
+                                          np.array([0, 1, 3, 5]), size=2)
     movies, times, ratings, valid = (request[name] for name in model_lib.REQUEST_COLUMNS)
     # Strictly earlier only (row 2 shares row 1's second), the latest `size`, oldest first.
     assert valid.tolist() == [[False, False], [False, True], [True, True], [False, True]]
