@@ -140,6 +140,22 @@ def shuffled_batches(columns: dict[str, np.ndarray], batch_size: int,
         .prefetch(2))
 
 
+def batches_in_order(columns: dict[str, np.ndarray], batch_size: int) -> tf.data.Dataset:
+    """`columns` in batches of `batch_size` in their order, the last one partial; each element
+    is sliced from the arrays once, so iterating again (every validation check) copies whole
+    batches, where `from_tensor_slices(columns).batch()` slices every row again (0.34 against
+    0.01 s a pass over 100k rows with their request windows)."""
+    size = len(next(iter(columns.values())))
+    full = size // batch_size * batch_size
+    batches = tf.data.Dataset.from_tensor_slices(
+        {name: values[:full].reshape(-1, batch_size, *values.shape[1:])
+         for name, values in columns.items()})
+    if full < size:
+        batches = batches.concatenate(tf.data.Dataset.from_tensors(
+            {name: values[full:] for name, values in columns.items()}))
+    return without_autotune(batches)
+
+
 def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """`dataset` with tf.data's autotuning off. Its gather-by-index pipeline needs none, and on
     2 cores, with it on, Keras' fit ran training steps on one core about half the time (128 ms a
@@ -267,11 +283,11 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
         shuffled_batches({name: fit_part[name] for name in columns}, config.batch_size,
                          config.seed),
         steps_per_epoch=steps_per_check, epochs=-(-config.epochs * examples // interval),
-        validation_data=without_autotune(tf.data.Dataset.from_tensor_slices(
+        validation_data=batches_in_order(
             {**{name: validation[name][checked] for name in columns},
              **earlier_slice_ratings(validation, validation_histories, checked,
-                                    config.recent_history_size)}
-        ).batch(config.batch_size)) if len(checked) else None,
+                                    config.recent_history_size)},
+            config.batch_size) if len(checked) else None,
         verbose=2, callbacks=callbacks)
     seconds = time.perf_counter() - started
     trained = len(history.epoch) * examples_per_check

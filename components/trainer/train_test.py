@@ -29,6 +29,16 @@ def test_shuffled_batches_cover_every_row_once_a_pass_in_a_seeded_order():
     assert again["row"].tolist() == batches[0]["row"].tolist()
 
 
+@pytest.mark.parametrize("size", [8, 10, 3])
+def test_batches_in_order_are_the_rows_in_order_the_last_batch_partial(size):
+    columns = {"row": np.arange(size), "window": np.arange(size * 2).reshape(size, 2)}
+    batches = list(train.batches_in_order(columns, 4).as_numpy_iterator())
+    assert [len(batch["row"]) for batch in batches] == [4] * (size // 4) + (
+        [size % 4] if size % 4 else [])
+    for name, values in columns.items():
+        np.testing.assert_array_equal(np.concatenate([b[name] for b in batches]), values)
+
+
 def test_validation_slice_follows_the_ratings_identity_not_its_bytes():
     def example(user, title, time, **extra):
         feature = {features.USER_ID: [user], features.MOVIE_TITLE: [title], **extra}
