@@ -185,7 +185,7 @@ class LargeCatalogue(tf.Module):
         self.candidates = tf.Variable(candidates, trainable=False)
         self.titles = tf.Variable([f"Synthetic title {row}" for row in range(len(candidates))])
         self.k = k
-        self.scann = export.scann_index(self.candidates, k=k)
+        self.scann = export.ScannIndex(self.candidates, k=k)
 
     def _answer(self, scores, rows):
         return {"titles": tf.gather(self.titles, rows), "scores": scores}
@@ -253,7 +253,7 @@ def recall_of_fresh_builds(module: LargeCatalogue, users: list[str], exact_title
     user_vectors = module.user_vector(tf.constant(users))["embedding"]
     recalls = []
     for _ in range(builds):
-        rows = export.scann_index(module.candidates, k=module.k)(user_vectors)[1]
+        rows = export.ScannIndex(module.candidates, k=module.k)(user_vectors)[1]
         recalls.append(recall_at_10(tf.gather(module.titles, rows).numpy(), exact_titles))
     return recalls
 

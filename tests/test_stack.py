@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
-import tensorflow_recommenders as tfrs
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components import stack
 from components.example_gen import synthetic, tfds_source
+from components.trainer import serving
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,18 +22,21 @@ def test_tf_keras_is_keras_2():
     assert tf.keras.__name__.startswith("tf_keras")
 
 
-def test_scann_index_survives_saved_model_round_trip_in_fresh_process(tmp_path):
+def test_the_exported_scann_index_survives_saved_model_round_trip_in_fresh_process(tmp_path):
     rng = np.random.default_rng(0)
     candidates = tf.constant(rng.normal(size=(500, 16)).astype("float32"))
     identifiers = tf.constant([f"item-{i}".encode() for i in range(500)])
     queries = rng.normal(size=(3, 16)).astype("float32")
 
-    index = tfrs.layers.factorized_top_k.ScaNN(k=10, num_leaves=10, num_leaves_to_search=10,
-                                                num_reordering_candidates=100)
-    index.index(candidates, identifiers)
-    _, before = index(tf.constant(queries))
+    module = tf.Module()
+    module.index = serving.ScannIndex(candidates, k=10)
+    module.identifiers = tf.Variable(identifiers)
+    module.search = tf.function(
+        lambda queries: tf.gather(module.identifiers, module.index(queries)[1]),
+        input_signature=[tf.TensorSpec([None, 16], tf.float32)])
+    before = module.search(tf.constant(queries))
     tf.saved_model.save(
-        index, str(tmp_path / "model"),
+        module, str(tmp_path / "model"),
         options=tf.saved_model.SaveOptions(
             namespace_whitelist=list(stack.SCANN_SAVE_OPTIONS_NAMESPACES)))
     np.save(tmp_path / "queries.npy", queries)
@@ -42,7 +45,7 @@ def test_scann_index_survives_saved_model_round_trip_in_fresh_process(tmp_path):
         import components, numpy as np, tensorflow as tf
         components.stack.register_scann_ops()
         model = tf.saved_model.load({str(tmp_path / "model")!r})
-        _, ids = model(tf.constant(np.load({str(tmp_path / "queries.npy")!r})))
+        ids = model.search(tf.constant(np.load({str(tmp_path / "queries.npy")!r})))
         print("\\n".join(",".join(x.decode() for x in row) for row in ids.numpy()))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

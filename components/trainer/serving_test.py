@@ -413,13 +413,29 @@ def test_recall_counts_the_found_rows_among_the_exact_top_k():
     assert empty.shape == (0,)
 
 
+def test_scann_index_of_a_catalogue_searched_whole_is_exact():
+    rng = np.random.default_rng(0)
+    candidates = rng.normal(size=(200, 8)).astype(np.float32)  # 14 leaves, all searched
+    queries = rng.normal(size=(3, 8)).astype(np.float32)
+    index = serving.ScannIndex(tf.constant(candidates), k=5)
+    exact = queries @ candidates.T
+    for k in (None, 12):
+        scores, rows = index(tf.constant(queries), k=k)
+        expected_rows = np.argsort(-exact, axis=1)[:, :k or 5]
+        np.testing.assert_array_equal(rows.numpy(), expected_rows)
+        np.testing.assert_allclose(scores.numpy(), np.take_along_axis(exact, expected_rows, 1),
+                                   rtol=1e-5)
+
+
 def test_scann_parameters_scale_with_the_catalogue():
     small, large = serving.scann_parameters(50), serving.scann_parameters(10_000)
     assert small["num_leaves"] == 7 and large["num_leaves"] == 100
     assert small["num_leaves_to_search"] == 7  # a small catalogue is searched whole
     assert serving.scann_parameters(1_664)["num_leaves_to_search"] == 31
-    assert large["num_leaves_to_search"] == 50
+    assert large["num_leaves_to_search"] == 75  # three quarters
     assert small["num_reordering_candidates"] == 50
-    million = serving.scann_parameters(1_000_000)  # the search stops widening at 50 leaves
-    assert million["num_leaves"] == 1_000 and million["num_leaves_to_search"] == 50
+    ml_25m = serving.scann_parameters(62_423)  # the leaves holding about 30,000 titles
+    assert ml_25m["num_leaves"] == 250 and ml_25m["num_leaves_to_search"] == 121
+    million = serving.scann_parameters(1_000_000)
+    assert million["num_leaves"] == 1_000 and million["num_leaves_to_search"] == 30
     assert million["num_reordering_candidates"] == 1_000
