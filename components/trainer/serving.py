@@ -92,7 +92,9 @@ def scann_parameters(num_candidates: int) -> dict:
 
 # Asymmetric hashing's block width: with 4 dimensions a block, a search of 30 of 1 M titles'
 # 1,000 leaves took 0.105 ms against 0.149 with 2, at the same recall@10 (0.978; the exact
-# re-scoring of the best 1,000 makes up for the coarser codes).
+# re-scoring of the best 1,000 makes up for the coarser codes). At 1,682 clustered titles
+# (31 of 41 leaves), eight builds each: recall@10 0.9947 on average against 0.9963 with 2, the
+# builds spread over 0.985 to 1.0.
 SCANN_DIMENSIONS_PER_BLOCK = 4
 
 
