@@ -56,7 +56,6 @@ anyway, and the session and rated terms weigh the user's latest ratings uniforml
 from __future__ import annotations
 
 import math
-import uuid
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -121,9 +120,10 @@ class ScannIndex(tf.Module):
                   training_sample_size=num_candidates)
             .score_ah(SCANN_DIMENSIONS_PER_BLOCK)
             .reorder(parameters["num_reordering_candidates"])
-            .build(shared_name=f"scann-{uuid.uuid4()}"))
+            .build())  # a fresh shared name each build: indexes never share a searcher
         self.state = searcher.serialize_to_module()
         self.k = k
+        self.max_k = parameters["num_reordering_candidates"]  # ScaNN answers at most these
 
     def __call__(self, queries: tf.Tensor, k: int | tf.Tensor | None = None
                  ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -237,10 +237,9 @@ class RecommenderModule(tf.Module):
                                                      trainable=False,
                                                      name="without_stored_rating")
 
-        self.scann_max_k = tf.constant(
-            scann_parameters(num_candidates)["num_reordering_candidates"], tf.int64)
         self.scann = ScannIndex(self.movie_embeddings[:num_candidates],
                                 k=max(top_k, contract.SCANN_RECALL_K))
+        self.scann_max_k = tf.constant(self.scann.max_k, tf.int64)
 
     def _vectors_of_every_user(self, num_rows: int, chunk: int = 4_096
                                ) -> tuple[tf.Tensor, tf.Tensor]:
