@@ -186,7 +186,14 @@ class RecommenderModule(tf.Module):
         ratings are clipped to it. `cold_start`: how cold-start requests are answered (None:
         through the user's untrained vector, as the others)."""
         super().__init__()
-        self.user_transform = tft.TransformFeaturesLayer(tf_transform_output)
+        users = tf_transform_output.vocabulary_by_name(features.USER_VOCABULARY)
+        # TFT's vocabulary as a table (its one OOV bucket: the index after the vocabulary), not
+        # TFT's transform layer, which runs the whole preprocessing graph on default-filled
+        # features to map a user id: 0.05 ms a call against 0.02.
+        self.user_to_index = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(users, tf.string), tf.range(len(users), dtype=tf.int64)),
+            default_value=len(users))
         self.user_tower = user_tower
         self.rating_head = rating_head
         self.raw_feature_spec = tf_transform_output.raw_feature_spec()
@@ -268,8 +275,7 @@ class RecommenderModule(tf.Module):
             request=model_lib.RatingWindow(movies, times, ratings, valid))
 
     def _user_index(self, user_id: tf.Tensor) -> tf.Tensor:
-        return self.user_transform(
-            {features.USER_ID: tf.reshape(user_id, [-1, 1])})[features.USER_INDEX]
+        return self.user_to_index.lookup(tf.reshape(user_id, [-1]))
 
     @property
     def rated_rows(self) -> tf.RaggedTensor:

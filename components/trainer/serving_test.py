@@ -185,6 +185,19 @@ def test_the_user_embedding_scores_the_catalogue_as_the_model_does(model):
         0, embedding.shape[1])
 
 
+def test_users_are_indexed_as_tfts_transform_indexes_them(module, analyze_ratings):
+    """The served lookup (a table of TFT's vocabulary) against TFT's transform of the same ids
+    (the same ratings analysed again: the vocabulary is deterministic), unknown ids included."""
+    transform_output, _ = analyze_ratings(_ratings())
+    users = _strings(b"1", b"4", b"2", b"no-such-user", b"", b"3")
+    by_tft = transform_output.transform_features_layer()(
+        {features.USER_ID: tf.reshape(users, [-1, 1])})[features.USER_INDEX]
+    served = module[0]._user_index(users).numpy().tolist()
+    assert served == by_tft.numpy().tolist()
+    assert served[3] == served[4] == transform_output.vocabulary_size_by_name(
+        features.USER_VOCABULARY)
+
+
 def test_rating_tells_known_users_and_titles_from_unknown_ones(model):
     outputs = model.signatures["rating"](
         user_id=_strings(b"1", b"1", b"1", b"no-such-user"),
