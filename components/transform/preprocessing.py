@@ -1,8 +1,9 @@
 """Transform's `preprocessing_fn`: vocabularies and model-ready features from raw MovieLens.
 
 Every output depends on one group of raw features only (user or movie), so the saved transform
-graph can be applied to user features alone (serving queries) or to movie features alone (the
-catalogue): TFT prunes the graph to the outputs that the given inputs can compute.
+graph can be applied to movie features alone (the catalogue). Serving maps user ids with a table
+of the user vocabulary instead (components/trainer/serving.py), which a test holds to this
+transform.
 """
 
 import tensorflow as tf
