@@ -98,14 +98,6 @@ class ModelConfig:
     # The learning rate is multiplied by `learning_rate_drop` each time the validation loss has
     # not improved for `learning_rate_patience` checks (1.0: constant).
     learning_rate_drop: float = 0.3
-    # After early stopping the weights learn the validation slice too, which the served
-    # histories already hold: `refit_passes` passes over the slice's ratings, each beside as
-    # many ratings of the fit part drawn at random (so the weights do not drift to the slice
-    # alone), at `refit_learning_rate`; at most as many passes as training made over the fit
-    # part. Chosen on a second slice of the training split held out from both (tuning.md,
-    # round 16): RMSE 0.0036 to 0.0039 lower there, at 1.6 passes' worth of examples. 0: none.
-    refit_passes: float = 8.0
-    refit_learning_rate: float = 2.7e-4
     learning_rate_patience: int = 1
     seed: int = 42
     # Users unseen in training, with no rating of their own in the request, are ranked by the

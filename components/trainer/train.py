@@ -224,35 +224,6 @@ def validation_callbacks(config: config_lib.ModelConfig,
     return callbacks
 
 
-def refit_examples(fit_part: dict[str, np.ndarray], validation: dict[str, np.ndarray],
-                   seed: int) -> dict[str, np.ndarray]:
-    """What the refit trains on: every rating of the validation slice, and as many of the fit
-    part's drawn at random without repeats (all of them when it has fewer)."""
-    fit_size = len(next(iter(fit_part.values())))
-    size = len(next(iter(validation.values())))
-    replayed = np.random.default_rng(seed).choice(fit_size, min(size, fit_size), replace=False)
-    return {name: np.concatenate([validation[name], fit_part[name][np.sort(replayed)]])
-            for name in validation}
-
-
-def refit_on_validation_slice(model: model_lib.MultiTaskRecommender,
-                              fit_part: dict[str, np.ndarray], validation: dict[str, np.ndarray],
-                              config: config_lib.ModelConfig, most_passes: float) -> None:
-    """Trains the early-stopped `model`, whose history table holds the fit part and the
-    validation slice, on the slice's ratings beside as many of the fit part's (refit_examples)
-    for `config.refit_passes` passes, at most `most_passes`, at `config.refit_learning_rate`."""
-    examples = refit_examples(fit_part, validation, config.seed)
-    size = len(next(iter(examples.values())))
-    steps = math.ceil(min(config.refit_passes, most_passes) * size / config.batch_size)
-    model.optimizer.learning_rate.assign(config.refit_learning_rate)
-    started = time.perf_counter()
-    model.fit(shuffled_batches(examples, config.batch_size, config.seed + 1),
-              steps_per_epoch=steps, epochs=1, verbose=2)
-    logging.info("Refit on the validation slice: %d steps over its %d ratings and %d of the "
-                 "fit part's in %.1f s", steps, len(next(iter(validation.values()))),
-                 size - len(next(iter(validation.values()))), time.perf_counter() - started)
-
-
 def user_histories(inputs: dict[str, np.ndarray], num_users: int) -> histories_lib.UserHistories:
     """For each user index (OOV last), the movies rated in `inputs`, when and how, in time
     order."""
@@ -323,14 +294,10 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
     logging.info("Trained on %d examples (%.1f passes over %d) in %.1f s: %.0f examples/s "
                  "(validation included)", trained, trained / examples, examples, seconds,
                  trained / seconds)
-    model.user_tower.history.assign(served_histories)
-    if serve_validation_ratings and config.refit_passes > 0 and len(checked):
-        refit_on_validation_slice(model, {name: fit_part[name] for name in columns},
-                                  {name: validation[name] for name in columns}, config,
-                                  most_passes=trained / examples)
     for term, weights in model.user_tower.learnt_time_weights().items():
         logging.info("Learnt %s term weights, by time before the request (from 1 s, %s s): %s",
                      term, config.history_time_boundaries, [float(f"{w:.4g}") for w in weights])
+    model.user_tower.history.assign(served_histories)
     stars = fit_part[features.RATING_LABEL]
     return serving.RecommenderModule(
         tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,

@@ -173,36 +173,3 @@ def test_checks_that_improve_by_less_than_the_threshold_stop_training_and_cut_th
         rates.append(float(model.optimizer.learning_rate))
     assert model.stop_training
     assert rates == pytest.approx([0.01, 0.005, 0.0025])
-
-
-def test_the_refit_trains_on_the_whole_validation_slice_and_as_many_distinct_fit_ratings():
-    fit_part = {"row": np.arange(100), "label": np.arange(100) * 10}
-    validation = {"row": np.arange(1000, 1030), "label": np.arange(1000, 1030) * 10}
-    examples = train.refit_examples(fit_part, validation, seed=3)
-    assert examples["row"][:30].tolist() == validation["row"].tolist()
-    replayed = examples["row"][30:]
-    assert len(set(replayed.tolist())) == 30 and set(replayed.tolist()) <= set(range(100))
-    assert (examples["label"] == examples["row"] * 10).all()  # rows stay whole
-    assert (train.refit_examples(fit_part, validation, seed=3)["row"] == examples["row"]).all()
-    small_fit = {name: values[:10] for name, values in fit_part.items()}
-    assert sorted(train.refit_examples(small_fit, validation, seed=3)["row"][30:]) == list(
-        range(10))
-
-
-@pytest.mark.parametrize("most_passes, expected_steps", [(10.0, 30), (1.5, 15)])
-def test_the_refit_runs_its_passes_at_most_as_many_as_training_made_at_its_own_rate(
-        most_passes, expected_steps):
-    """40 ratings: 20 of the validation slice and 20 replayed, 4 a batch: 10 steps a pass;
-    3 passes asked for, capped at `most_passes`."""
-    rng = np.random.default_rng(0)
-    users, movies = rng.integers(0, 5, 60), rng.integers(0, 8, 60)
-    fit_part = _ratings(users[:40], movies[:40], np.arange(40))
-    validation = _ratings(users[40:], movies[40:], np.arange(40, 60))
-    config = ModelConfig(embedding_dim=4, batch_size=4, refit_passes=3.0,
-                         refit_learning_rate=1e-3, learning_rate=0.05)
-    genres = np.zeros((8, features.NUM_GENRES), np.float32)
-    model = model_lib.build_model(5, 8, config, genres, train.user_histories(
-        {name: np.concatenate([fit_part[name], validation[name]]) for name in fit_part}, 5))
-    train.refit_on_validation_slice(model, fit_part, validation, config, most_passes)
-    assert int(model.optimizer.iterations) == expected_steps
-    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
