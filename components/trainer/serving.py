@@ -187,17 +187,17 @@ class RecommenderModule(tf.Module):
         through the user's untrained vector, as the others)."""
         super().__init__()
         users = tf_transform_output.vocabulary_by_name(features.USER_VOCABULARY)
+        self.num_users = len(users)
         # TFT's vocabulary as a table (its one OOV bucket: the index after the vocabulary), not
         # TFT's transform layer, which runs the whole preprocessing graph on default-filled
         # features to map a user id: 0.05 ms a call against 0.02.
         self.user_to_index = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                tf.constant(users, tf.string), tf.range(len(users), dtype=tf.int64)),
-            default_value=len(users))
+                tf.constant(users, tf.string), tf.range(self.num_users, dtype=tf.int64)),
+            default_value=self.num_users)
         self.user_tower = user_tower
         self.rating_head = rating_head
         self.raw_feature_spec = tf_transform_output.raw_feature_spec()
-        self.num_users = tf_transform_output.vocabulary_size_by_name(features.USER_VOCABULARY)
         self.top_k = top_k
         self.lowest_rating, self.highest_rating = (float(stars) for stars in rating_range)
 
@@ -246,7 +246,6 @@ class RecommenderModule(tf.Module):
 
         self.scann = ScannIndex(self.movie_embeddings[:num_candidates],
                                 k=max(top_k, contract.SCANN_RECALL_K))
-        self.scann_max_k = tf.constant(self.scann.max_k, tf.int64)
 
     def _vectors_of_every_user(self, num_rows: int, chunk: int = 4_096
                                ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -457,7 +456,7 @@ class RecommenderModule(tf.Module):
             [tf.gather(self.rated_rows, user_index).row_lengths(), [0]], axis=0))
         k = tf.minimum(self.top_k + longest_history, num_candidates)
         scores, rows = tf.cond(
-            k <= self.scann_max_k,
+            k <= self.scann.max_k,
             lambda: self.scann(user_embedding, k=tf.cast(k, tf.int32)),
             lambda: tuple(tf.math.top_k(self._exact_scores(user_embedding, cold),
                                         k=tf.cast(k, tf.int32))))
