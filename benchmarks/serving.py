@@ -277,11 +277,9 @@ def large_catalogue(model, users: list[str], count: int, requests: int,
                                 namespace_whitelist=list(stack.SCANN_SAVE_OPTIONS_NAMESPACES)))
         size_mb = directory_mb(export_dir)
         loaded = served_version(export_dir)
-    parameters = export.scann_parameters(count)
     result = {"candidates": count, "index_build_s": build_s, "saved_model_mb": size_mb,
-              **parameters, "rescored_for_top_10": min(
-                  10 * export.SCANN_RESCORED_PER_NEIGHBOUR,
-                  parameters["num_reordering_candidates"])}
+              **export.scann_parameters(count),
+              "rescored_for_top_10": int(module.scann.rescored(10))}
     batch = np.array(users, dtype=object)
     exact_titles = loaded.predict("brute_force", {"user_id": batch})["titles"]
     result["recall_at_10"] = recall_at_10(

@@ -138,9 +138,12 @@ class ScannIndex(tf.Module):
         k = self.k if k is None else k
         searcher = scann_ops.searcher_from_module(self.state)
         result = searcher.search_batched_parallel(
-            queries, final_num_neighbors=k,
-            pre_reorder_num_neighbors=tf.minimum(k * SCANN_RESCORED_PER_NEIGHBOUR, self.max_k))
+            queries, final_num_neighbors=k, pre_reorder_num_neighbors=self.rescored(k))
         return result.distances, result.indices
+
+    def rescored(self, k: int | tf.Tensor) -> tf.Tensor:
+        """How many candidates a search for k neighbours re-scores exactly."""
+        return tf.minimum(k * SCANN_RESCORED_PER_NEIGHBOUR, self.max_k)
 
 
 def recall_at_k(scores: tf.Tensor, found_rows: tf.Tensor) -> tf.Tensor:
