@@ -207,19 +207,21 @@ def first_monitored_check(examples: int, examples_per_check: int, minimum_passes
     return max(math.ceil(minimum_passes * examples / examples_per_check) - 1, 0)
 
 
-def validation_callbacks(config: config_lib.ModelConfig,
-                         first_check: int = 0) -> list[tf.keras.callbacks.Callback]:
+def validation_callbacks(config: config_lib.ModelConfig, first_check: int = 0,
+                         checks_within_pass: bool = False) -> list[tf.keras.callbacks.Callback]:
     """Early stopping (the best check's weights kept) and the learning-rate cuts, both on the
     validation loss from check `first_check` on, and both counting a check as better only by
-    `min_improvement`."""
+    `min_improvement`. Checks made within a pass wait `within_pass_extra_patience` checks
+    more."""
+    extra = config.within_pass_extra_patience if checks_within_pass else 0
     callbacks = [tf.keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.early_stopping_patience,
+        monitor="val_loss", patience=config.early_stopping_patience + extra,
         min_delta=config.min_improvement, restore_best_weights=True,
         start_from_epoch=first_check)]
     if config.learning_rate_drop != 1.0:
         callbacks.append(ReduceLROnPlateauFrom(
             start_from_epoch=first_check, monitor="val_loss", factor=config.learning_rate_drop,
-            patience=config.learning_rate_patience, min_delta=config.min_improvement,
+            patience=config.learning_rate_patience + extra, min_delta=config.min_improvement,
             verbose=1))
     return callbacks
 
@@ -272,10 +274,12 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
     # A check is one pass (its last batch partial), or steps_per_check full batches.
     examples_per_check = examples if interval == examples else steps_per_check * config.batch_size
     first_check = first_monitored_check(examples, examples_per_check, config.minimum_passes)
+    within_pass = examples_per_check < examples
     logging.info("Early stopping and the learning-rate cuts read the checks from check %d on "
-                 "(%d examples a check, %d in a pass)", first_check + 1, examples_per_check,
-                 examples)
-    callbacks = validation_callbacks(config, first_check)
+                 "(%d examples a check, %d in a pass%s)", first_check + 1, examples_per_check,
+                 examples, f"; {config.within_pass_extra_patience} more check of patience"
+                 if within_pass else "")
+    callbacks = validation_callbacks(config, first_check, checks_within_pass=within_pass)
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     started = time.perf_counter()

@@ -173,3 +173,24 @@ def test_checks_that_improve_by_less_than_the_threshold_stop_training_and_cut_th
         rates.append(float(model.optimizer.learning_rate))
     assert model.stop_training
     assert rates == pytest.approx([0.01, 0.005, 0.0025])
+
+
+@pytest.mark.parametrize("checks_within_pass, cut_after, stop_after", [(False, 1, 2), (True, 2, 3)])
+def test_checks_within_a_pass_wait_one_check_more_to_cut_the_rate_and_to_stop(
+        checks_within_pass, cut_after, stop_after):
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(1,))])
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse")
+    config = ModelConfig(early_stopping_patience=2, learning_rate_patience=1,
+                         learning_rate_drop=0.5, within_pass_extra_patience=1)
+    callbacks = tf.keras.callbacks.CallbackList(
+        train.validation_callbacks(config, checks_within_pass=checks_within_pass), model=model)
+    callbacks.on_train_begin()
+    stalls_before_cut = stalls_before_stop = None
+    for stalls, loss in enumerate([1.0, 1.0, 1.0, 1.0]):  # check 0, then stalls
+        callbacks.on_epoch_end(stalls, {"val_loss": loss})
+        if stalls_before_cut is None and float(model.optimizer.learning_rate) < 0.009:
+            stalls_before_cut = stalls
+        if model.stop_training:
+            stalls_before_stop = stalls
+            break
+    assert (stalls_before_cut, stalls_before_stop) == (cut_after, stop_after)
