@@ -9,6 +9,7 @@ training and evaluation. Genres come from the catalogue, by movie index.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Mapping
 
 import numpy as np
@@ -155,13 +156,52 @@ DENSE_SUM_MAX_ROWS = 2048
 # (59k titles, 162k users) are where they pay, 361 -> 212 ms a step (benchmarks/step_cost.py).
 DENSE_UPDATE_MAX_ROWS = 32_768
 
+HISTORY_SUM_PRECISIONS = ("auto", "float32", "bfloat16")
 
-def weighted_sum(embedding: tf.keras.layers.Embedding, rows: tf.Tensor,
-                 weights: tf.Tensor) -> tf.Tensor:
+
+def cpu_multiplies_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX) and TensorFlow's
+    oneDNN kernels, which use it, are on (TF_ENABLE_ONEDNN_OPTS, on by default on x86 Linux).
+    Elsewhere a bfloat16 product is emulated, slower than float32."""
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") == "0":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            return any(line.startswith("flags") and "amx_bf16" in line.split()
+                       for line in cpuinfo)
+    except OSError:
+        return False
+
+
+def bfloat16_history_sums(precision: str, num_movies: int) -> bool:
+    """Whether training computes the history sums over `num_movies` titles in bfloat16
+    (`ModelConfig.history_sum_precision`). "auto": on CPUs that multiply bfloat16 in hardware,
+    for catalogues between DENSE_SUM_MAX_ROWS and DENSE_UPDATE_MAX_ROWS titles (ml-1m's 3.7k),
+    where the sums are products of [batch, titles] weight matrices with the tables: 57 -> 42 ms
+    a 1,024-example ml-1m-shaped step on AMX (benchmarks/step_cost.py). At ml-100k's 1.7k titles
+    it gained nothing, and above 32,768 titles the sums are gathers."""
+    if precision not in HISTORY_SUM_PRECISIONS:
+        raise ValueError(f"history_sum_precision must be one of {HISTORY_SUM_PRECISIONS}, "
+                         f"got {precision!r}.")
+    if precision == "auto":
+        return (DENSE_SUM_MAX_ROWS < num_movies + 1 <= DENSE_UPDATE_MAX_ROWS
+                and cpu_multiplies_bfloat16())
+    return precision == "bfloat16"
+
+
+def weighted_sum(embedding: tf.keras.layers.Embedding, rows: tf.Tensor, weights: tf.Tensor,
+                 in_bfloat16: bool = False) -> tf.Tensor:
     """rows [batch, size] int64, weights [batch, size] -> sum of weights * embedding rows
-    [batch, dim]."""
+    [batch, dim]. `in_bfloat16`: for tables of at most DENSE_UPDATE_MAX_ROWS rows, the product
+    of a bfloat16 weight matrix with the table rounded to bfloat16, accumulated in float32 (its
+    gradients in bfloat16 too)."""
     if embedding.input_dim > DENSE_UPDATE_MAX_ROWS:
         return tf.reduce_sum(embedding(rows) * weights[..., None], axis=1)
+    if in_bfloat16:
+        width = embedding.input_dim
+        table = embedding(tf.range(width, dtype=tf.int64))
+        return tf.cast(tf.matmul(_dense_weight_matrix(rows, tf.cast(weights, tf.bfloat16), width),
+                                 tf.cast(table, tf.bfloat16)), tf.float32)
     if embedding.input_dim > DENSE_SUM_MAX_ROWS:
         if not embedding.built:
             embedding.build(None)
@@ -220,6 +260,7 @@ class TasteHistoryMean(tf.keras.layers.Layer):
         self.history = history
         self.embedding = embedding
         self.size = size
+        self.in_bfloat16 = False
 
     def call(self, user_index: tf.Tensor, left_out_movie: tf.Tensor | None = None,
              request: RatingWindow | None = None) -> tf.Tensor:
@@ -227,7 +268,7 @@ class TasteHistoryMean(tf.keras.layers.Layer):
         positions, valid = self.history.spread(users, self.size)
         movies = tf.gather(self.history.movies, positions)
         weights = tf.cast(valid, tf.float32)
-        total = weighted_sum(self.embedding, movies, weights)
+        total = weighted_sum(self.embedding, movies, weights, self.in_bfloat16)
         total, count = tf.gather(total, example_user), tf.gather(tf.reduce_sum(weights, 1),
                                                                  example_user)
         if left_out_movie is not None:
@@ -239,7 +280,7 @@ class TasteHistoryMean(tf.keras.layers.Layer):
         if request is not None:
             added = tf.cast(request.valid & ~_held(request.movies, tf.gather(movies, example_user),
                                                    tf.gather(valid, example_user)), tf.float32)
-            total += weighted_sum(self.embedding, request.movies, added)
+            total += weighted_sum(self.embedding, request.movies, added, self.in_bfloat16)
             count += tf.reduce_sum(added, axis=1)
         return tf.math.divide_no_nan(total, count[:, None])
 
@@ -257,12 +298,13 @@ class TimeWeightedMean(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.time_weights = TimeBucketWeights(boundaries, name="time_weights")
         self.embedding = embedding
+        self.in_bfloat16 = False
 
     def call(self, movies: tf.Tensor, mask: tf.Tensor, gaps: tf.Tensor,
              scales: tf.Tensor | None = None) -> tf.Tensor:
         weights = mask * self.time_weights(gaps)
         total = weighted_sum(self.embedding, movies,
-                             weights if scales is None else weights * scales)
+                             weights if scales is None else weights * scales, self.in_bfloat16)
         return tf.math.divide_no_nan(total, tf.reduce_sum(weights, axis=1)[:, None])
 
 
@@ -308,6 +350,17 @@ class UserTower(tf.keras.Model):
         """The user's and the titles' embedding tables (those the L2 penalty applies to)."""
         return [self.user_embedding, self.taste_history.embedding, self.session_term.embedding,
                 self.rated_term.embedding]
+
+    def sum_histories_in_bfloat16(self, on: bool) -> None:
+        """Whether the history terms' sums run in bfloat16 (weighted_sum) in the functions
+        traced from now on: on for training, as build_model chooses; the serving module turns
+        it off, so the served and evaluated model computes in float32."""
+        for term in (self.taste_history, self.session_term, self.rated_term):
+            term.in_bfloat16 = on
+
+    @property
+    def history_sums_in_bfloat16(self) -> bool:
+        return self.taste_history.in_bfloat16
 
     def learnt_time_weights(self) -> dict[str, list[float]]:
         """Each recent term's learnt weight of a rating made 1 s before the request and at each
@@ -534,8 +587,9 @@ class MultiTaskRecommender(tfrs.Model):
 
 def build_model(num_users: int, num_movies: int, config: ModelConfig, movie_genres: np.ndarray,
                 user_histories: UserHistories) -> MultiTaskRecommender:
-    """The compiled model. `movie_genres` [num_movies, NUM_GENRES] (genres by movie index);
-    `user_histories` what each user rated in training (the history terms read them)."""
+    """The compiled model, for training (its history sums in `config.history_sum_precision`).
+    `movie_genres` [num_movies, NUM_GENRES] (genres by movie index); `user_histories` what each
+    user rated in training (the history terms read them)."""
     tf.keras.utils.set_random_seed(config.seed)
     for name in ("taste_history_size", "recent_history_size", "catalogue_softmax_size"):
         if getattr(config, name) < 1:
@@ -543,6 +597,8 @@ def build_model(num_users: int, num_movies: int, config: ModelConfig, movie_genr
     model = MultiTaskRecommender(UserTower(num_users, num_movies, config, user_histories),
                                  build_movie_tower(num_movies, config),
                                  build_rating_head(config), config, movie_genres)
+    model.user_tower.sum_histories_in_bfloat16(
+        bfloat16_history_sums(config.history_sum_precision, num_movies))
     model.compile(optimizer=LazyAdam(
         config.learning_rate, l2=config.l2_regularization,
         l2_tables=[*model.user_tower.embedding_tables(),

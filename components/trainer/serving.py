@@ -208,6 +208,8 @@ class RecommenderModule(tf.Module):
                 tf.constant(users, tf.string), tf.range(self.num_users, dtype=tf.int64)),
             default_value=self.num_users)
         self.user_tower = user_tower
+        # Served and evaluated in float32, whatever precision training summed histories in.
+        user_tower.sum_histories_in_bfloat16(False)
         self.rating_head = rating_head
         self.raw_feature_spec = tf_transform_output.raw_feature_spec()
         self.top_k = top_k

@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from components import features, stack
 from components.trainer import histories as histories_lib
@@ -30,21 +31,23 @@ def _ratings() -> list[dict]:
 
 
 def _build_module(analyze_ratings, ratings: list[dict], titles: list[bytes],
-                  weights_seed: int | None = None):
+                  weights_seed: int | None = None, history_sum_precision: str = "auto"):
     """(the serving module of an untrained adopted model, unsaved; the users' histories; the
     movie vocabulary). With `weights_seed`, its trainable weights are drawn at random:
     untrained, every title embeds alike and scores the same."""
-    modules, histories, movies = _build_modules(analyze_ratings, ratings, titles, weights_seed)
+    modules, histories, movies = _build_modules(analyze_ratings, ratings, titles, weights_seed,
+                                                history_sum_precision=history_sum_precision)
     return modules[0], histories, movies
 
 
 def _build_modules(analyze_ratings, ratings: list[dict], titles: list[bytes],
                    weights_seed: int | None = None, cold_start_days: tuple[float, ...] = (0.0,),
-                   unstored_users: tuple[bytes, ...] = ()):
+                   unstored_users: tuple[bytes, ...] = (), history_sum_precision: str = "auto"):
     """_build_module's, with one serving module of the same model for each of
     `cold_start_days` (as the config's cold_start_popularity_days; 0: no cold-start rule).
     `unstored_users`: in the vocabulary, their ratings left out of the histories (as the
-    validation slice's users with no earlier rating are when tuning)."""
+    validation slice's users with no earlier rating are when tuning). `history_sum_precision`:
+    the model's, in training."""
     transform_output, records = analyze_ratings(ratings)
     users = transform_output.vocabulary_by_name(features.USER_VOCABULARY)
     movies = transform_output.vocabulary_by_name(features.MOVIE_VOCABULARY)
@@ -56,7 +59,8 @@ def _build_modules(analyze_ratings, ratings: list[dict], titles: list[bytes],
         np.array(titles, dtype=object),
         tf.ragged.constant([[i % 3] for i in range(len(titles))], dtype=tf.int64),
         transform_output)
-    config = dataclasses.replace(configs.MODEL, embedding_dim=8, top_k=TOP_K)
+    config = dataclasses.replace(configs.MODEL, embedding_dim=8, top_k=TOP_K,
+                                 history_sum_precision=history_sum_precision)
     recommender = model_lib.build_model(len(users), len(movies), config,
                                         catalogue.genres_by_movie_index(),
                                         user_histories=histories)
@@ -183,6 +187,22 @@ def test_the_user_embedding_scores_the_catalogue_as_the_model_does(model):
                                rtol=1e-5, atol=1e-5)
     assert model.signatures["user_embedding"](user_id=_strings())["embedding"].shape == (
         0, embedding.shape[1])
+
+
+def test_a_model_trained_with_bfloat16_history_sums_is_served_in_float32(analyze_ratings,
+                                                                        tmp_path):
+    module, _, _ = _build_module(analyze_ratings, _ratings(), TITLES,
+                                 history_sum_precision="bfloat16")
+    assert not module.user_tower.history_sums_in_bfloat16
+    module.save(str(tmp_path))
+    saved = saved_model_pb2.SavedModel.FromString((tmp_path / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    nodes = [*graph.node, *(node for function in graph.library.function
+                            for node in function.node_def)]
+    assert nodes
+    bfloat16 = tf.bfloat16.as_datatype_enum
+    assert not [node.name for node in nodes if any(
+        value.type == bfloat16 or bfloat16 in value.list.type for value in node.attr.values())]
 
 
 def test_users_are_indexed_as_tfts_transform_indexes_them(module, analyze_ratings):

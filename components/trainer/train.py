@@ -279,6 +279,9 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
                  "(%d examples a check, %d in a pass%s)", first_check + 1, examples_per_check,
                  examples, f"; {config.within_pass_extra_patience} more check of patience"
                  if within_pass else "")
+    logging.info("History sums in %s in training (history_sum_precision %r)",
+                 "bfloat16" if model.user_tower.history_sums_in_bfloat16 else "float32",
+                 config.history_sum_precision)
     callbacks = validation_callbacks(config, first_check, checks_within_pass=within_pass)
     if log_dir:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
