@@ -35,7 +35,9 @@ def provenance() -> dict[str, str]:
 
 def machine() -> str:
     """The cores and processor measured on, e.g. "2 cores, AMD EPYC, AVX-512": timings from
-    different processors are not comparable, even at the same core count."""
+    different processors are not comparable, even at the same core count. "AMX": the cores
+    multiply bfloat16 in hardware, which the Trainer uses at ml-1m's size
+    (model.cpu_multiplies_bfloat16)."""
     model, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -49,6 +51,8 @@ def machine() -> str:
     parts = [f"{os.cpu_count()} cores", model or "processor unknown"]
     if "avx512f" in flags:
         parts.append("AVX-512")
+    if "amx_bf16" in flags:
+        parts.append("AMX")
     return ", ".join(parts)
 
 
