@@ -1,13 +1,16 @@
 """The Trainer's cost per training step at each MovieLens release's vocabulary sizes.
 
     .venv/bin/python -m benchmarks.step_cost [--shapes ml-100k ml-1m ml-25m] [--steps 40]
+        [--precisions auto float32 bfloat16]
 
 For each shape, 1 M heavy-tailed synthetic ratings (synthetic.generate_heavy_tailed, with the
 shape's title count and as many users as 1 M ratings need) are spread over the shape's whole
 user vocabulary, and the default model (`configs.MODEL`) is built at the full vocabulary sizes
 (ml-25m: 162,541 users, 59,047 titles) and trained for `--steps` steps of 1,024 examples after
 as many warm-up steps, in this process. What it isolates: how a step's cost grows with the
-vocabularies, at the same history lengths and batch. Prints a Markdown table; writes
+vocabularies, at the same history lengths and batch. `--precisions` measures each
+`ModelConfig.history_sum_precision` in turn (the default: the configured one), to see what
+bfloat16 history sums gain on this CPU. Prints a Markdown table; writes
 benchmarks/results/step_cost.json.
 """
 
@@ -20,12 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import report
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 RATINGS = 1_000_000
 
 
-def step_ms(shape_name: str, steps: int) -> dict:
+def step_ms(shape_name: str, steps: int, precision: str) -> dict:
     import numpy as np
 
     from components import features
@@ -48,7 +53,8 @@ def step_ms(shape_name: str, steps: int) -> dict:
         columns[features.TIMESTAMP], columns[features.RATING_LABEL], shape.num_users)
     genres = np.zeros((shape.num_movies, features.NUM_GENRES), np.float32)
     genres[np.arange(shape.num_movies), np.arange(shape.num_movies) % features.NUM_GENRES] = 1
-    model = model_lib.build_model(shape.num_users, shape.num_movies, configs.MODEL, genres,
+    config = dataclasses.replace(configs.MODEL, history_sum_precision=precision)
+    model = model_lib.build_model(shape.num_users, shape.num_movies, config, genres,
                                   user_histories=histories)
     batches = train.shuffled_batches(columns, configs.MODEL.batch_size, seed=0)
     model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)  # tracing and warm-up
@@ -59,6 +65,8 @@ def step_ms(shape_name: str, steps: int) -> dict:
                                if "embedding" in variable.name)
     return {"shape": shape_name, "users": shape.num_users, "titles": shape.num_movies,
             "ratings": int(len(data.users)), "embedding_parameters": embedding_parameters,
+            "history_sum_precision": precision,
+            "history_sums_in_bfloat16": model.user_tower.history_sums_in_bfloat16,
             "steps": steps, "ms_per_step": round(1000 * seconds / steps, 1)}
 
 
@@ -68,17 +76,27 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shapes", nargs="+", default=["ml-100k", "ml-1m", "ml-25m"],
                         choices=["ml-100k", "ml-1m", "ml-25m"])
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--precisions", nargs="+", choices=["auto", "float32", "bfloat16"],
+                        default=None, help="history_sum_precision values to measure "
+                        "(default: the configured one)")
     parser.add_argument("--output", default=str(RESULTS / "step_cost.json"))
     args = parser.parse_args(argv)
-    rows = [step_ms(shape, args.steps) for shape in args.shapes]
-    lines = ["| shape | users | titles | embedding parameters | ms per 1,024-example step |",
-             "| --- | --- | --- | --- | --- |"]
+    provenance = {**report.provenance(), "machine": report.machine()}
+    if args.precisions is None:
+        from pipeline import configs
+        args.precisions = [configs.MODEL.history_sum_precision]
+    rows = [step_ms(shape, args.steps, precision)
+            for shape in args.shapes for precision in args.precisions]
+    lines = ["| shape | users | titles | embedding parameters | history sums | "
+             "ms per 1,024-example step |", "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {row['shape']} | {row['users']:,} | {row['titles']:,} | "
-              f"{row['embedding_parameters']:,} | {row['ms_per_step']} |" for row in rows]
+              f"{row['embedding_parameters']:,} | {row['history_sum_precision']}: "
+              f"{'bfloat16' if row['history_sums_in_bfloat16'] else 'float32'} | "
+              f"{row['ms_per_step']} |" for row in rows]
     print("\n".join(lines))
     with open(args.output, "w") as handle:
-        json.dump({"measured": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, handle,
-                  indent=2)
+        json.dump({**provenance, "measured": time.strftime("%Y-%m-%d %H:%M"), "rows": rows},
+                  handle, indent=2)
     return 0
 
 

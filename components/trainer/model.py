@@ -160,9 +160,10 @@ HISTORY_SUM_PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def cpu_multiplies_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX) and TensorFlow's
-    oneDNN kernels, which use it, are on (TF_ENABLE_ONEDNN_OPTS, on by default on x86 Linux).
-    Elsewhere a bfloat16 product is emulated, slower than float32."""
+    """Whether this CPU multiplies bfloat16 matrix tiles in hardware (Intel AMX) and TensorFlow's
+    oneDNN kernels, which use them, are on (TF_ENABLE_ONEDNN_OPTS, on by default on x86 Linux).
+    AVX-512 BF16 alone (AMD Zen 4) is not enough: there an ml-1m-shaped step was 6 % cheaper
+    in bfloat16 and an ml-100k-shaped one 5 % dearer (benchmarks/step_cost.py, 2026-12-03)."""
     if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") == "0":
         return False
     try:
@@ -179,7 +180,9 @@ def bfloat16_history_sums(precision: str, num_movies: int) -> bool:
     for catalogues between DENSE_SUM_MAX_ROWS and DENSE_UPDATE_MAX_ROWS titles (ml-1m's 3.7k),
     where the sums are products of [batch, titles] weight matrices with the tables: 57 -> 42 ms
     a 1,024-example ml-1m-shaped step on AMX (benchmarks/step_cost.py). At ml-100k's 1.7k titles
-    it gained nothing, and above 32,768 titles the sums are gathers."""
+    float32 is kept on purpose: bfloat16 took 11 % off a step on AMX (23.3 -> 20.7 ms), about
+    3 s of the Trainer, not worth moving every ml-100k figure the README quotes; "bfloat16"
+    asks for it. Above 32,768 titles the sums are gathers."""
     if precision not in HISTORY_SUM_PRECISIONS:
         raise ValueError(f"history_sum_precision must be one of {HISTORY_SUM_PRECISIONS}, "
                          f"got {precision!r}.")
