@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from absl import logging as absl_logging
 
+from components import stack
 from components.example_gen import splits, tfds_source
 from pipeline import configs, run_guard, runner_args
 
@@ -91,8 +92,6 @@ class _ProgressFilter(logging.Filter):
 
 def show_progress() -> None:
     """Prints one line as each component starts and ends, and nothing else of the libraries'."""
-    from components import stack
-
     stack.quiet_library_logs()
     # Through absl's verbosity flag, not the logger's level: TensorFlow's SavedModel export
     # silences absl for a moment and then restores the flag's value.
@@ -189,8 +188,6 @@ def run(args: argparse.Namespace) -> int:
     """Runs the pipeline; the caller holds the output directory's run lock."""
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
-    from components import stack
-
     metadata_path = os.path.join(args.output_dir, "metadata.sqlite")
     for dead in run_guard.abandon_dead_executions(metadata_path, os.path.abspath(args.output_dir)):
         print(f"Marked {dead.component} (execution {dead.execution_id}) of a run that ended "
@@ -213,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    stack.one_thread_per_op(configs.ONE_THREAD_PER_OP_MAX_CORES)
     try:
         with run_guard.exclusive_run(args.output_dir):
             return run(args)

@@ -81,9 +81,12 @@ def main(argv: list[str]) -> int:
                         "(default: the configured one)")
     parser.add_argument("--output", default=str(RESULTS / "step_cost.json"))
     args = parser.parse_args(argv)
+    from components import stack
+    from pipeline import configs
+
+    stack.one_thread_per_op(configs.ONE_THREAD_PER_OP_MAX_CORES)  # as the local runner does
     provenance = {**report.provenance(), "machine": report.machine()}
     if args.precisions is None:
-        from pipeline import configs
         args.precisions = [configs.MODEL.history_sum_precision]
     rows = [step_ms(shape, args.steps, precision)
             for shape in args.shapes for precision in args.precisions]

@@ -25,7 +25,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import evaluation_contract as contract
-from components import features
+from components import features, stack
 from components.trainer import train
 from components.trainer.config import CUSTOM_CONFIG_KEY, ModelConfig
 from pipeline import configs, metadata
@@ -79,6 +79,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results" /
                                                  "validation_sweep.json"))
     args = parser.parse_args(argv)
+    stack.one_thread_per_op(configs.ONE_THREAD_PER_OP_MAX_CORES)  # trains as the Trainer does
     if not os.path.exists(os.path.join(args.pipeline_dir, "metadata.sqlite")):
         parser.error(f"No pipeline run in {args.pipeline_dir}: run `make bench RAW_DIR=...` "
                      "first, or pass --pipeline-dir.")

@@ -15,6 +15,23 @@ os.environ.update(KERAS_2_ENVIRONMENT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 
+def one_thread_per_op(max_cores: int) -> dict[str, str]:
+    """On machines of at most `max_cores` cores (this process's CPU affinity), runs each
+    TensorFlow op on one thread, as many ops at once as there are cores, instead of TensorFlow's
+    default (every op may split over every core while as many ops run at once): the model's many
+    small ops overlap without oversubscribing the cores (pipeline/configs.py,
+    ONE_THREAD_PER_OP_MAX_CORES). Sets TF_NUM_INTRAOP_THREADS and TF_NUM_INTEROP_THREADS where
+    they are not set already; TensorFlow reads them when it first runs an op, in eager code and
+    in the sessions of TFT and TFMA alike, so call it before. Returns what it set."""
+    cores = len(os.sched_getaffinity(0))
+    if cores > max_cores:
+        return {}
+    wanted = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": str(cores)}
+    settings = {name: value for name, value in wanted.items() if name not in os.environ}
+    os.environ.update(settings)
+    return settings
+
+
 def quiet_library_logs() -> None:
     """Silences TensorFlow's deprecation chatter and Beam workers' start-up warnings, for
     command-line output; errors still show."""

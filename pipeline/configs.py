@@ -34,6 +34,14 @@ MAX_RMSE = 1.5
 MAX_TOP_100_ACCURACY_DROP = 0.01
 MAX_RMSE_INCREASE = 0.02
 
+# TensorFlow's threads on small machines: on at most this many cores the local runner (and the
+# benchmarks that train) run each op on one thread, as many ops at once as there are cores,
+# where TensorFlow's default lets each op split over every core (components/stack.py,
+# one_thread_per_op; TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS set by hand win). On a
+# 2-core AMD EPYC: ml-100k's training 9 to 13 % shorter, the same weights (docs/cost_and_scale.md).
+# More cores were not measured and keep TensorFlow's default; 0 keeps it everywhere.
+ONE_THREAD_PER_OP_MAX_CORES = 2
+
 # Beam (ExampleGen, StatisticsGen, Transform, Evaluator).
 BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 

@@ -102,3 +102,25 @@ def test_tfds_builds_movielens_100k_from_local_grouplens_files(tmp_path):
                and r["user_rating"] == float(first_rating) for r in records)
     assert {"bucketized_user_age", "user_occupation_text", "movie_genres", "timestamp",
             "user_zip_code", "user_gender", "raw_user_age"} <= set(records[0])
+
+
+def test_small_machines_run_each_op_on_one_thread_as_many_at_once_as_cores(monkeypatch):
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+    monkeypatch.setattr(stack.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert stack.one_thread_per_op(max_cores=2) == {"TF_NUM_INTRAOP_THREADS": "1",
+                                                    "TF_NUM_INTEROP_THREADS": "2"}
+    assert (stack.os.environ["TF_NUM_INTRAOP_THREADS"],
+            stack.os.environ["TF_NUM_INTEROP_THREADS"]) == ("1", "2")
+
+
+def test_larger_machines_and_settings_made_by_hand_are_left_alone(monkeypatch):
+    monkeypatch.delenv("TF_NUM_INTEROP_THREADS", raising=False)
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "4")
+    monkeypatch.setattr(stack.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert stack.one_thread_per_op(max_cores=2) == {}
+    assert stack.one_thread_per_op(max_cores=0) == {}
+    assert "TF_NUM_INTEROP_THREADS" not in stack.os.environ
+    monkeypatch.setattr(stack.os, "sched_getaffinity", lambda pid: {0})
+    assert stack.one_thread_per_op(max_cores=2) == {"TF_NUM_INTEROP_THREADS": "1"}
+    assert stack.os.environ["TF_NUM_INTRAOP_THREADS"] == "4"
