@@ -21,8 +21,8 @@ def one_thread_per_op(max_cores: int) -> dict[str, str]:
     default (every op may split over every core while as many ops run at once): the model's many
     small ops overlap without oversubscribing the cores (pipeline/configs.py,
     ONE_THREAD_PER_OP_MAX_CORES). Sets TF_NUM_INTRAOP_THREADS and TF_NUM_INTEROP_THREADS where
-    they are not set already; TensorFlow reads them when it first runs an op, in eager code and
-    in the sessions of TFT and TFMA alike, so call it before. Returns what it set."""
+    they are not set already; TensorFlow reads them when it creates its thread pools, at the
+    process's first op, so call it before. Returns what it set."""
     cores = len(os.sched_getaffinity(0))
     if cores > max_cores:
         return {}
