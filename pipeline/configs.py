@@ -38,9 +38,8 @@ MAX_RMSE_INCREASE = 0.02
 # benchmarks that train) run each op on one thread, as many ops at once as there are cores,
 # where TensorFlow's default lets each op split over every core (components/stack.py,
 # one_thread_per_op; TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS set by hand win). On a
-# 2-core AMD EPYC: training 6 to 13 % shorter, the same eval figures
-# (docs/running.md). More cores were not measured and keep TensorFlow's default; 0 keeps it
-# everywhere.
+# 2-core AMD EPYC: training 6 to 13 % shorter, the same eval figures (docs/running.md). More
+# cores were not measured and keep TensorFlow's default; 0 keeps it everywhere.
 ONE_THREAD_PER_OP_MAX_CORES = 2
 
 # Beam (ExampleGen, StatisticsGen, Transform, Evaluator).
