@@ -199,7 +199,7 @@ def weighted_sum(embedding: tf.keras.layers.Embedding, rows: tf.Tensor, weights:
     of a bfloat16 weight matrix with the table rounded to bfloat16, accumulated in float32 (its
     gradients in bfloat16 too)."""
     if embedding.input_dim > DENSE_UPDATE_MAX_ROWS:
-        return window_sum(weights, embedding(rows))
+        return tf.reduce_sum(embedding(rows) * weights[..., None], axis=1)
     if in_bfloat16:
         width = embedding.input_dim
         table = embedding(tf.range(width, dtype=tf.int64))
@@ -212,15 +212,6 @@ def weighted_sum(embedding: tf.keras.layers.Embedding, rows: tf.Tensor, weights:
     width = embedding.input_dim
     return tf.matmul(_dense_weight_matrix(rows, weights, width),
                      embedding(tf.range(width, dtype=tf.int64)))
-
-
-def window_sum(weights: tf.Tensor, gathered: tf.Tensor) -> tf.Tensor:
-    """weights [batch, size] x gathered rows [batch, size, dim] -> [batch, dim], as a batched
-    matrix product (its gradients are products too). An element-wise product summed over the
-    window wrote and read a [batch, size, dim] intermediate: at ml-1m's sizes a 1,024-example
-    step took 66.3 and 65.7 ms that way against 58.3 and 56.7 (benchmarks/step_cost.py,
-    alternated, AMD EPYC, 2026-12-03)."""
-    return tf.einsum("bs,bsd->bd", weights, gathered)
 
 
 def _dense_weight_matrix(rows: tf.Tensor, weights: tf.Tensor, width: int | tf.Tensor) -> tf.Tensor:
@@ -239,7 +230,14 @@ def _gathered_sum_with_dense_gradient(table: tf.Variable, rows: tf.Tensor,
     one row per read (batch x window rows), which the optimizer sums into the table by a
     segment sum, since tables this small are updated densely anyway: the same gradient, but at
     ml-1m's 3,706 titles that segment sum took most of a step (72-74 against 51-53 ms a
-    1,024-example step, alternated, benchmarks/step_cost.py)."""
+    1,024-example step, alternated, benchmarks/step_cost.py).
+
+    The window's sum and its gradient to the weights are batched matrix products (einsum): an
+    element-wise product summed over the window writes and reads a [batch, size, dim]
+    intermediate, 67.2 against 58.4 ms a 1,024-example ml-1m-shaped step (medians of 8, the
+    two alternated in one process, AMD EPYC, 2026-12-03). Not for the plain gather of larger
+    tables: there the einsum's own gradient to the gathered rows made ml-25m's step dearer
+    (136.2 against 124.3 ms)."""
 
     @tf.custom_gradient
     def gathered_sum(table, weights):
@@ -252,7 +250,7 @@ def _gathered_sum_with_dense_gradient(table: tf.Variable, rows: tf.Tensor,
             return (tf.matmul(dense_weights, upstream, transpose_a=True),
                     tf.einsum("bsd,bd->bs", gathered, upstream))
 
-        return window_sum(weights, gathered), gradient
+        return tf.einsum("bs,bsd->bd", weights, gathered), gradient
 
     return gathered_sum(table, weights)
 
