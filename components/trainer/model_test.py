@@ -215,6 +215,29 @@ def test_inputs_with_request_columns_are_asked_as_a_live_request_with_those_rati
     assert not np.allclose(user, stored_only)
 
 
+def test_a_request_rating_counts_once_and_padding_hides_none_of_the_request():
+    # User 0 rated movies 0 and 1; user 1 only movie 2. A short history's padded slots read
+    # the table's first rating (user 0's movie 0), marked invalid.
+    histories = _histories([0, 0, 1], [0, 1, 2], [0, 100_000, 50], [4.0, 2.0, 5.0])
+    tower = _build(_config(embedding_dim=4), histories).user_tower
+
+    def vectors(user, movie, time, rating):
+        window = model_lib.RatingWindow(_users([[movie]]), _users([[time]]),
+                                        tf.constant([[rating]]), tf.constant([[True]]))
+        return [vector.numpy() for vector in tower.vectors(_users([user]), _users([200_000]),
+                                                           request=window)]
+
+    stored_only = [[vector.numpy() for vector in tower.vectors(_users([user]),
+                                                               _users([200_000]))]
+                   for user in (0, 1)]
+    # A rating the stored history already holds counts once.
+    for got, expected in zip(vectors(0, 1, 100_000, 2.0), stored_only[0], strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    # Movie 0 is in user 1's padded slots, not in its history: the request's rating counts.
+    for got, expected in zip(vectors(1, 0, 100, 1.0), stored_only[1], strict=True):
+        assert not np.allclose(got, expected)
+
+
 def test_rated_term_scales_the_earlier_history_by_the_ratings_for_the_rating_task_only():
     config = _config(embedding_dim=4, history_time_boundaries=(60,))
     # User 0 rated movie 0 (5 stars) at t=1000, movie 1 (1 star) at t=1030, movie 2 (3 stars)
