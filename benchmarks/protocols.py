@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
                         choices=[*splits.FOLDS, *splits.ALL_BUT])
     parser.add_argument("--peers", nargs="*", default=None,
                         help="peer names to score (default: all of benchmarks/quality.py's)")
-    parser.add_argument("--results-dir", default=str(quality.ROOT / "benchmarks" / "results"))
+    parser.add_argument("--results-dir", default=quality.DEFAULT_RESULTS_DIR)
     args = parser.parse_args(argv)
     started = time.time()
     provenance = report.provenance()
@@ -97,6 +97,8 @@ def main(argv: list[str]) -> int:
                    "total_seconds": round(time.time() - started)}, handle, indent=2)
     with open(os.path.join(args.results_dir, "protocols.md"), "w") as handle:
         handle.write(f"# MovieLens 100k, canonical folds\n\n{table}\n")
+    if args.results_dir == quality.DEFAULT_RESULTS_DIR:
+        report.put_in_readme("protocols", quality.protocols_table(args.results_dir))
     print(f"\n{table}\n\nTotal {time.time() - started:.0f} s. Written to {args.results_dir}.")
     return 0
 

@@ -277,6 +277,49 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# The README's Protocols table: which results file holds each protocol, and which of its
+# models and columns the table shows (the files have them all).
+PROTOCOL_RESULTS = (("random 80/20", "quality.json"),
+                    ("canonical u1-u5, mean (sd)", "protocols.json"),
+                    ("time, cut-off at the 0.8 quantile", "quality-time.json"))
+PROTOCOL_TABLE_MODELS = (
+    "this pipeline (its Evaluator)", "this pipeline, user id only (no request time)",
+    "this pipeline, ratings since the cut-off in the request", "most popular",
+    "most popular recently (the last days of training)", "EASE", "implicit ALS",
+    "SVD++ (surprise)")
+PROTOCOL_TABLE_COLUMNS = (contract.top_k_accuracy_output(10),
+                          contract.top_k_accuracy_output(100),
+                          contract.top_k_accuracy_output(10, unrated=True), "rmse")
+
+
+def protocols_table(results_dir: str) -> str:
+    """Protocol x model (the pipeline's rows and the main peers'): top-10, top-100, top-10
+    unrated and RMSE, from the latest results of `make bench` (random), `make bench-protocols`
+    (the canonical folds' mean and standard deviation) and `make bench PROTOCOL=time`, each
+    with its date and commit; a protocol not yet measured is left out."""
+    lines = ["| protocol | model | top-10 | top-100 | top-10 unrated | RMSE | measured |",
+             "|" + " --- |" * 7]
+    for protocol, file_name in PROTOCOL_RESULTS:
+        path = os.path.join(results_dir, file_name)
+        if not os.path.exists(path):
+            continue
+        with open(path) as handle:
+            result = json.load(handle)
+        by_model = {row["model"]: row for row in result.get("summary", result.get("rows", []))}
+        for model in PROTOCOL_TABLE_MODELS:
+            row = by_model.get(model)
+            if row is None:
+                continue
+            cells = [(f"{row[c]:.4f}" + (f" ({row[c + '_std']:.4f})" if c + "_std" in row else ""))
+                     if c in row else "" for c in PROTOCOL_TABLE_COLUMNS]
+            lines.append(f"| {protocol} | {model} | " + " | ".join(cells)
+                         + f" | {result['measured']}, {result['commit']} |")
+    if len(lines) == 2:
+        return ("No protocol measured yet: `make bench`, `make bench-protocols` and `make bench "
+                "PROTOCOL=time` write this table.")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -316,8 +359,10 @@ def main(argv: list[str]) -> int:
                  f"{table}")
     with open(os.path.join(args.results_dir, f"{name}.md"), "w") as handle:
         handle.write(described + "\n")
-    if name == "quality" and args.results_dir == DEFAULT_RESULTS_DIR:
-        report.put_in_readme("quality", described)
+    if args.results_dir == DEFAULT_RESULTS_DIR:
+        if name == "quality":
+            report.put_in_readme("quality", described)
+        report.put_in_readme("protocols", protocols_table(args.results_dir))
     print(f"\n{table}\n\nTotal {result['total_seconds']} s. Written to {args.results_dir}.")
     return 0
 

@@ -1,6 +1,8 @@
+import json
+
 import numpy as np
 
-from benchmarks.quality import earlier_eval_ratings
+from benchmarks.quality import earlier_eval_ratings, protocols_table
 from benchmarks.ranking import Ratings
 
 
@@ -15,3 +17,32 @@ def test_each_request_knows_its_users_earlier_eval_ratings_only():
     earlier = earlier_eval_ratings(data, limit=10)
     assert [sorted(rows.tolist()) for rows in earlier] == [[2, 5], [], [], [2, 5], [1], [2]]
     assert [rows.tolist() for rows in earlier_eval_ratings(data, limit=1)][0] == [5]
+
+
+def _write(path, result):
+    path.write_text(json.dumps(result))
+
+
+def test_the_protocols_table_shows_each_measured_protocol_with_its_commit(tmp_path):
+    _write(tmp_path / "quality.json", {"measured": "2026-12-01", "commit": "abc1234", "rows": [
+        {"model": "this pipeline (its Evaluator)", "top_10_accuracy": 0.1, "top_100_accuracy": 0.5,
+         "top_10_accuracy_unrated": 0.25, "rmse": 0.88871, "train_seconds": 50},
+        {"model": "this pipeline (benchmark metric code)", "top_10_accuracy": 0.1,
+         "train_seconds": 50},
+        {"model": "SVD++ (surprise)", "rmse": 0.92, "train_seconds": 12}]})
+    _write(tmp_path / "protocols.json", {"measured": "2026-12-02", "commit": "def5678", "summary": [
+        {"model": "this pipeline (its Evaluator)", "folds": 5, "rmse": 0.8946, "rmse_std": 0.0041,
+         "top_10_accuracy": 0.1042, "top_10_accuracy_std": 0.0026}]})
+
+    lines = protocols_table(str(tmp_path)).splitlines()
+
+    assert lines[2:] == [
+        "| random 80/20 | this pipeline (its Evaluator) | 0.1000 | 0.5000 | 0.2500 | 0.8887 "
+        "| 2026-12-01, abc1234 |",
+        "| random 80/20 | SVD++ (surprise) |  |  |  | 0.9200 | 2026-12-01, abc1234 |",
+        "| canonical u1-u5, mean (sd) | this pipeline (its Evaluator) | 0.1042 (0.0026) |  |  "
+        "| 0.8946 (0.0041) | 2026-12-02, def5678 |"]
+
+
+def test_the_protocols_table_says_how_to_fill_it_when_nothing_was_measured(tmp_path):
+    assert "make bench-protocols" in protocols_table(str(tmp_path))
