@@ -279,9 +279,10 @@ def markdown(rows: list[dict]) -> str:
 
 # The README's Protocols table: which results file holds each protocol, and which of its
 # models and columns the table shows (the files have them all).
-PROTOCOL_RESULTS = (("random 80/20", "quality.json"),
-                    ("canonical u1-u5, mean (sd)", "protocols.json"),
-                    ("time, cut-off at the 0.8 quantile", "quality-time.json"))
+PROTOCOL_RESULTS = (
+    (f"random {1 - configs.EVAL_FRACTION:.0%}/{configs.EVAL_FRACTION:.0%}", "quality.json"),
+    ("canonical u1-u5, mean (sd)", "protocols.json"),
+    (f"time, cut-off at the {1 - configs.EVAL_FRACTION:g} quantile", "quality-time.json"))
 PROTOCOL_TABLE_MODELS = (
     "this pipeline (its Evaluator)", "this pipeline, user id only (no request time)",
     "this pipeline, ratings since the cut-off in the request", "most popular",

@@ -37,9 +37,9 @@ def test_the_protocols_table_shows_each_measured_protocol_with_its_commit(tmp_pa
     lines = protocols_table(str(tmp_path)).splitlines()
 
     assert lines[2:] == [
-        "| random 80/20 | this pipeline (its Evaluator) | 0.1000 | 0.5000 | 0.2500 | 0.8887 "
+        "| random 80%/20% | this pipeline (its Evaluator) | 0.1000 | 0.5000 | 0.2500 | 0.8887 "
         "| 2026-12-01, abc1234 |",
-        "| random 80/20 | SVD++ (surprise) |  |  |  | 0.9200 | 2026-12-01, abc1234 |",
+        "| random 80%/20% | SVD++ (surprise) |  |  |  | 0.9200 | 2026-12-01, abc1234 |",
         "| canonical u1-u5, mean (sd) | this pipeline (its Evaluator) | 0.1042 (0.0026) |  |  "
         "| 0.8946 (0.0041) | 2026-12-02, def5678 |"]
 
