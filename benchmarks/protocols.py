@@ -7,7 +7,8 @@ mean and spread, beside published figures.
 Each fold is one pipeline run (`--split canonical:uK`, its own pipeline root, so each
 Evaluator's baseline is a model of the same fold) and the peers of benchmarks/quality.py
 trained on that fold's base set. Tuning never sees a test set: the Trainer's validation slice is
-carved from each fold's base set. Writes benchmarks/results/protocols.json and protocols.md.
+carved from each fold's base set. Writes benchmarks/results/protocols.json and protocols.md, and
+the README's Protocols table (quality.protocols_table).
 
 Published figures are cited as published (not re-run here): RMSE on u1.base/u1.test.
 """

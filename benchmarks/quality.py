@@ -5,7 +5,9 @@
 Runs the pipeline (LocalDagRunner, default settings; cached components are reused) on the raw
 GroupLens files, reads the train/eval split its ExampleGen wrote, trains every peer on that same
 train split, and scores every model with the same metric code (benchmarks/ranking.py) over the
-whole catalogue. Writes benchmarks/results/quality.json and quality.md, and prints the table.
+whole catalogue. Writes benchmarks/results/quality.json and quality.md (quality-<protocol>.* for
+another protocol), and the README's tables (its quality table from a random split's run, its
+Protocols table from every protocol's latest results), and prints the table.
 """
 
 from __future__ import annotations
