@@ -233,6 +233,11 @@ def peer_models() -> dict:
     }
 
 
+PIPELINE_ROW = "this pipeline (its Evaluator)"
+USER_ID_ONLY_ROW = "this pipeline, user id only (no request time)"
+WITH_RECENT_ROW = "this pipeline, ratings since the cut-off in the request"
+
+
 def score_every_model(run: dict, data: Ratings, peer_names: list[str] | None = None,
                       protocol: str = configs.SPLIT_PROTOCOL) -> list[dict]:
     """Rows: the pipeline's model (by its Evaluator, by the benchmark's metric code at request
@@ -243,18 +248,18 @@ def score_every_model(run: dict, data: Ratings, peer_names: list[str] | None = N
         raise ValueError(f"Unknown peers {sorted(unknown)}; known: {sorted(peer_models())}.")
     trainer_seconds = round(run["trainer_seconds"])
     rows = [
-        {"model": "this pipeline (its Evaluator)", "train_seconds": trainer_seconds,
+        {"model": PIPELINE_ROW, "train_seconds": trainer_seconds,
          **{k: v for k, v in run["metrics"].items() if k in COLUMNS},
          "rmse": run["metrics"][contract.RMSE_METRIC]},
         evaluate("this pipeline (benchmark metric code)",
                  lambda d: pipeline_model(run["model"], d, at_request_time=True), data,
                  trainer_seconds),
-        evaluate("this pipeline, user id only (no request time)",
+        evaluate(USER_ID_ONLY_ROW,
                  lambda d: pipeline_model(run["model"], d, at_request_time=False), data,
                  trainer_seconds),
     ]
     if protocol.startswith("time"):
-        rows.append(evaluate("this pipeline, ratings since the cut-off in the request",
+        rows.append(evaluate(WITH_RECENT_ROW,
                              lambda d: pipeline_model_with_recent(run["model"], d), data,
                              trainer_seconds))
     return rows + [evaluate(name, build, data) for name, build in peer_models().items()
@@ -286,13 +291,21 @@ PROTOCOL_RESULTS = (
     ("canonical u1-u5, mean (sd)", "protocols.json"),
     (f"time, cut-off at the {1 - configs.EVAL_FRACTION:g} quantile", "quality-time.json"))
 PROTOCOL_TABLE_MODELS = (
-    "this pipeline (its Evaluator)", "this pipeline, user id only (no request time)",
-    "this pipeline, ratings since the cut-off in the request", "most popular",
+    PIPELINE_ROW, USER_ID_ONLY_ROW, WITH_RECENT_ROW, "most popular",
     "most popular recently (the last days of training)", "EASE", "implicit ALS",
     "SVD++ (surprise)")
 PROTOCOL_TABLE_COLUMNS = (contract.top_k_accuracy_output(10),
                           contract.top_k_accuracy_output(100),
                           contract.top_k_accuracy_output(10, unrated=True), "rmse")
+
+
+def _protocol_cell(row: dict, column: str) -> str:
+    """A value, with its standard deviation over folds where the row has one; empty where the
+    model has no such figure."""
+    if column not in row:
+        return ""
+    spread = f" ({row[column + '_std']:.4f})" if column + "_std" in row else ""
+    return f"{row[column]:.4f}{spread}"
 
 
 def protocols_table(results_dir: str) -> str:
@@ -313,8 +326,7 @@ def protocols_table(results_dir: str) -> str:
             row = by_model.get(model)
             if row is None:
                 continue
-            cells = [(f"{row[c]:.4f}" + (f" ({row[c + '_std']:.4f})" if c + "_std" in row else ""))
-                     if c in row else "" for c in PROTOCOL_TABLE_COLUMNS]
+            cells = [_protocol_cell(row, column) for column in PROTOCOL_TABLE_COLUMNS]
             lines.append(f"| {protocol} | {model} | " + " | ".join(cells)
                          + f" | {result['measured']}, {result['commit']} |")
     if len(lines) == 2:

@@ -2,7 +2,15 @@ import json
 
 import numpy as np
 
-from benchmarks.quality import earlier_eval_ratings, protocols_table
+from benchmarks.quality import (
+    PIPELINE_ROW,
+    PROTOCOL_TABLE_MODELS,
+    USER_ID_ONLY_ROW,
+    WITH_RECENT_ROW,
+    earlier_eval_ratings,
+    peer_models,
+    protocols_table,
+)
 from benchmarks.ranking import Ratings
 
 
@@ -46,3 +54,8 @@ def test_the_protocols_table_shows_each_measured_protocol_with_its_commit(tmp_pa
 
 def test_the_protocols_table_says_how_to_fill_it_when_nothing_was_measured(tmp_path):
     assert "make bench-protocols" in protocols_table(str(tmp_path))
+
+
+def test_the_protocols_table_names_models_that_the_benchmark_scores():
+    scored = {PIPELINE_ROW, USER_ID_ONLY_ROW, WITH_RECENT_ROW, *peer_models()}
+    assert set(PROTOCOL_TABLE_MODELS) <= scored

@@ -154,9 +154,10 @@ class TimeBucketWeights(tf.keras.layers.Layer):
 # catalogue, the gather's with the history window: measured interleaved in one process, a
 # 1,024-example step took 90 ms dense against 113 with a plain gather on ml-100k (1,664
 # titles), and 159 against 142 on ml-1m-shaped data (3,706 titles). The same sums either way.
-# Since the gathered route's gradient is dense (_gathered_sum_with_dense_gradient) the two tie
-# at ml-100k's size (37.7 against 37.4 ms, 2026-12-03, docs/cost_and_scale.md); the product
-# stays, so that ml-100k trains as every figure quoted for it was measured.
+# Since the gathered route's gradient is dense (_gathered_sum_with_dense_gradient) it is 1 to
+# 12 % cheaper at ml-100k's size (three A/Bs, 2026-12-03, docs/cost_and_scale.md), within the
+# machine's spread; the product stays, so that ml-100k trains as every figure quoted for it was
+# measured.
 DENSE_SUM_MAX_ROWS = 2048
 # Embedding tables up to this many rows are updated densely (see LazyAdam): at ml-100k's and
 # ml-1m's sizes (at most 6,041 rows) lazy updates cost 2 to 5 % more a step; ml-25m's tables
