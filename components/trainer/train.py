@@ -188,17 +188,45 @@ def earlier_slice_ratings(validation: dict[str, np.ndarray],
 
 class ReduceLROnPlateauFrom(tf.keras.callbacks.ReduceLROnPlateau):
     """ReduceLROnPlateau that reads no check before `start_from_epoch` (as EarlyStopping's
-    argument of that name does)."""
+    argument of that name does) and cuts the rate at most `max_cuts` times (0: no limit);
+    `exhausted` once a check stalls for `patience` checks after the last cut."""
 
-    def __init__(self, start_from_epoch: int = 0, **kwargs):
+    def __init__(self, start_from_epoch: int = 0, max_cuts: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.start_from_epoch = start_from_epoch
+        self.max_cuts = max_cuts
+        self.cuts = 0
+        self.exhausted = False
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch >= self.start_from_epoch:
-            super().on_epoch_end(epoch, logs)
-        elif logs is not None:
-            logs["lr"] = float(self.model.optimizer.learning_rate)
+        if epoch < self.start_from_epoch:
+            if logs is not None:
+                logs["lr"] = float(self.model.optimizer.learning_rate)
+            return
+        rate = float(self.model.optimizer.learning_rate)
+        if self.max_cuts and self.cuts >= self.max_cuts:
+            self.min_lr = rate  # Keras cuts only a rate above min_lr
+        super().on_epoch_end(epoch, logs)
+        self.cuts += float(self.model.optimizer.learning_rate) < rate
+        self.exhausted = bool(self.max_cuts) and self.cuts >= self.max_cuts and (
+            self.wait >= self.patience)
+
+
+class EarlyStoppingAtHeldRates(tf.keras.callbacks.EarlyStopping):
+    """EarlyStopping that does not count the checks during `rates`' cooldown (a rate just cut
+    is held) and stops once `rates` is exhausted (a stall after its last cut)."""
+
+    def __init__(self, rates: ReduceLROnPlateauFrom, **kwargs):
+        super().__init__(**kwargs)
+        self.rates = rates
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.rates.in_cooldown():
+            self.wait = 0
+        super().on_epoch_end(epoch, logs)
+        if self.rates.exhausted:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
 
 
 def first_monitored_check(examples: int, examples_per_check: int, minimum_passes: float) -> int:
@@ -211,19 +239,22 @@ def validation_callbacks(config: config_lib.ModelConfig, first_check: int = 0,
                          checks_within_pass: bool = False) -> list[tf.keras.callbacks.Callback]:
     """Early stopping (the best check's weights kept) and the learning-rate cuts, both on the
     validation loss from check `first_check` on, and both counting a check as better only by
-    `min_improvement`. Checks made within a pass wait `within_pass_extra_patience` checks
-    more."""
-    extra = config.within_pass_extra_patience if checks_within_pass else 0
-    callbacks = [tf.keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.early_stopping_patience + extra,
-        min_delta=config.min_improvement, restore_best_weights=True,
-        start_from_epoch=first_check)]
-    if config.learning_rate_drop != 1.0:
-        callbacks.append(ReduceLROnPlateauFrom(
-            start_from_epoch=first_check, monitor="val_loss", factor=config.learning_rate_drop,
-            patience=config.learning_rate_patience + extra, min_delta=config.min_improvement,
-            verbose=1))
-    return callbacks
+    `min_improvement`. Checks made within a pass hold each cut rate for
+    `within_pass_rate_hold` checks (no cut and no stop in them), and stop at the first stall
+    after `within_pass_cuts` cuts."""
+    stopping = dict(monitor="val_loss", patience=config.early_stopping_patience,
+                    min_delta=config.min_improvement, restore_best_weights=True,
+                    start_from_epoch=first_check)
+    if config.learning_rate_drop == 1.0:
+        return [tf.keras.callbacks.EarlyStopping(**stopping)]
+    held = checks_within_pass and config.within_pass_rate_hold > 0
+    rates = ReduceLROnPlateauFrom(
+        start_from_epoch=first_check, monitor="val_loss", factor=config.learning_rate_drop,
+        patience=config.learning_rate_patience, min_delta=config.min_improvement,
+        cooldown=config.within_pass_rate_hold if held else 0,
+        max_cuts=config.within_pass_cuts if checks_within_pass else 0, verbose=1)
+    # The rates first: early stopping reads what this check did to them.
+    return [rates, EarlyStoppingAtHeldRates(rates, **stopping)]
 
 
 def user_histories(inputs: dict[str, np.ndarray], num_users: int) -> histories_lib.UserHistories:
@@ -277,8 +308,8 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
     within_pass = examples_per_check < examples
     logging.info("Early stopping and the learning-rate cuts read the checks from check %d on "
                  "(%d examples a check, %d in a pass%s)", first_check + 1, examples_per_check,
-                 examples, f"; {config.within_pass_extra_patience} more check of patience"
-                 if within_pass else "")
+                 examples, f"; each cut rate held for {config.within_pass_rate_hold} checks, "
+                 f"at most {config.within_pass_cuts} cuts" if within_pass else "")
     logging.info("History sums in %s in training (history_sum_precision %r)",
                  "bfloat16" if model.user_tower.history_sums_in_bfloat16 else "float32",
                  config.history_sum_precision)

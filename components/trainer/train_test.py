@@ -175,22 +175,47 @@ def test_checks_that_improve_by_less_than_the_threshold_stop_training_and_cut_th
     assert rates == pytest.approx([0.01, 0.005, 0.0025])
 
 
-@pytest.mark.parametrize("checks_within_pass, cut_after, stop_after", [(False, 1, 2), (True, 2, 3)])
-def test_checks_within_a_pass_wait_one_check_more_to_cut_the_rate_and_to_stop(
-        checks_within_pass, cut_after, stop_after):
+def _checks(callbacks: tf.keras.callbacks.CallbackList, model: tf.keras.Model,
+            losses: list[float]) -> tuple[list[float], int]:
+    """Each check's learning rate after it, and the number of checks made before stopping;
+    the bias marks the weights each check scored."""
+    callbacks.on_train_begin()
+    rates = []
+    for check, loss in enumerate(losses):
+        model.layers[0].bias.assign([float(check)])
+        callbacks.on_epoch_end(check, {"val_loss": loss})
+        rates.append(float(model.optimizer.learning_rate))
+        if model.stop_training:
+            break
+    callbacks.on_train_end()
+    return rates, len(rates)
+
+
+def _compiled() -> tf.keras.Model:
     model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(1,))])
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse")
+    return model
+
+
+def test_checks_of_whole_passes_cut_the_rate_at_each_stall_and_stop_at_the_second():
+    model = _compiled()
     config = ModelConfig(early_stopping_patience=2, learning_rate_patience=1,
-                         learning_rate_drop=0.5, within_pass_extra_patience=1)
+                         learning_rate_drop=0.5, within_pass_rate_hold=3, within_pass_cuts=1)
     callbacks = tf.keras.callbacks.CallbackList(
-        train.validation_callbacks(config, checks_within_pass=checks_within_pass), model=model)
-    callbacks.on_train_begin()
-    stalls_before_cut = stalls_before_stop = None
-    for stalls, loss in enumerate([1.0, 1.0, 1.0, 1.0]):  # check 0, then stalls
-        callbacks.on_epoch_end(stalls, {"val_loss": loss})
-        if stalls_before_cut is None and float(model.optimizer.learning_rate) < 0.009:
-            stalls_before_cut = stalls
-        if model.stop_training:
-            stalls_before_stop = stalls
-            break
-    assert (stalls_before_cut, stalls_before_stop) == (cut_after, stop_after)
+        train.validation_callbacks(config, checks_within_pass=False), model=model)
+    rates, checks = _checks(callbacks, model, [1.0, 0.9, 0.95, 0.8, 0.85, 0.85, 0.85])
+    assert rates == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025, 0.00125])
+    assert checks == 6 and float(model.layers[0].bias[0]) == 3.0
+
+
+def test_checks_within_a_pass_hold_each_cut_rate_and_stop_at_a_stall_after_the_last_cut():
+    model = _compiled()
+    config = ModelConfig(early_stopping_patience=2, learning_rate_patience=1,
+                         learning_rate_drop=0.5, within_pass_rate_hold=3, within_pass_cuts=2)
+    callbacks = tf.keras.callbacks.CallbackList(
+        train.validation_callbacks(config, checks_within_pass=True), model=model)
+    # Stalls at checks 1 (a cut), 2 and 3 (held: no cut, no stop), 4 (the second cut), 6 (held)
+    # and 7 (after the last cut: the stop). Check 5 is the best.
+    rates, checks = _checks(callbacks, model, [1.0, 1.0, 1.0, 1.0, 1.0, 0.9, 0.95, 0.95, 0.5])
+    assert rates == pytest.approx([0.01, 0.005, 0.005, 0.005, 0.0025, 0.0025, 0.0025, 0.0025])
+    assert checks == 8 and float(model.layers[0].bias[0]) == 5.0
