@@ -108,14 +108,14 @@ class ModelConfig:
     # Where checks come every `validation_interval` examples, within a pass (ml-1m's size and
     # larger), a cut rate is held for `within_pass_rate_hold` checks (neither cut again nor
     # stopped in them), and training stops at the first stalled check after `within_pass_cuts`
-    # cuts, keeping its best check's weights. Such a check follows a third of a pass or less,
-    # over which the loss can stall while training is on its way: on ml-1m-shaped data the
-    # checked RMSE falls from 0.745 to 0.67 only after 8 to 14 checks below the initial rate,
-    # slowly at first, and a cut or a stop in that slow start ended runs at 0.743. Held rates
-    # let the first cut come at the first stall (0.01 had stalled the RMSE at 0.77 for the
-    # last 5 to 7 of its 15 to 17 checks): seed 42 trains 40 checks, not 60, to a validation
-    # RMSE of 0.6710 against 0.6680, the same top-k (tuning.md, round 22). Checks of whole
-    # passes (ml-100k) are unchanged.
+    # cuts (0: no limit), keeping its best check's weights. Such a check follows a third of a
+    # pass or less, over which the loss can stall while training is on its way: on
+    # ml-1m-shaped data the checked RMSE falls from 0.745 to 0.67 only after 8 to 14 checks
+    # below the initial rate, slowly at first, and a cut or a stop in that slow start ended
+    # runs at 0.743. Held rates let the first cut come at the first stall (0.01 had stalled
+    # the RMSE at 0.77 for the last 5 to 7 of its 15 to 17 checks): seeds 42, 44 and 43 train
+    # 40, 41 and 49 checks, not 60, 50 and 51 to 60, to a validation RMSE 0.001 to 0.003
+    # higher, the same top-k (tuning.md, round 22). Whole-pass checks (ml-100k) are unchanged.
     within_pass_rate_hold: int = 8
     within_pass_cuts: int = 3
     seed: int = 42

@@ -247,11 +247,10 @@ def validation_callbacks(config: config_lib.ModelConfig, first_check: int = 0,
                     start_from_epoch=first_check)
     if config.learning_rate_drop == 1.0:
         return [tf.keras.callbacks.EarlyStopping(**stopping)]
-    held = checks_within_pass and config.within_pass_rate_hold > 0
     rates = ReduceLROnPlateauFrom(
         start_from_epoch=first_check, monitor="val_loss", factor=config.learning_rate_drop,
         patience=config.learning_rate_patience, min_delta=config.min_improvement,
-        cooldown=config.within_pass_rate_hold if held else 0,
+        cooldown=config.within_pass_rate_hold if checks_within_pass else 0,
         max_cuts=config.within_pass_cuts if checks_within_pass else 0, verbose=1)
     # The rates first: early stopping reads what this check did to them.
     return [rates, EarlyStoppingAtHeldRates(rates, **stopping)]
