@@ -196,7 +196,6 @@ class ReduceLROnPlateauFrom(tf.keras.callbacks.ReduceLROnPlateau):
         self.start_from_epoch = start_from_epoch
         self.max_cuts = max_cuts
         self.cuts = 0
-        self.exhausted = False
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch < self.start_from_epoch:
@@ -208,8 +207,10 @@ class ReduceLROnPlateauFrom(tf.keras.callbacks.ReduceLROnPlateau):
             self.min_lr = rate  # Keras cuts only a rate above min_lr
         super().on_epoch_end(epoch, logs)
         self.cuts += float(self.model.optimizer.learning_rate) < rate
-        self.exhausted = bool(self.max_cuts) and self.cuts >= self.max_cuts and (
-            self.wait >= self.patience)
+
+    @property
+    def exhausted(self) -> bool:
+        return bool(self.max_cuts) and self.cuts >= self.max_cuts and self.wait >= self.patience
 
 
 class EarlyStoppingAtHeldRates(tf.keras.callbacks.EarlyStopping):

@@ -175,10 +175,14 @@ def test_checks_that_improve_by_less_than_the_threshold_stop_training_and_cut_th
     assert rates == pytest.approx([0.01, 0.005, 0.0025])
 
 
-def _checks(callbacks: tf.keras.callbacks.CallbackList, model: tf.keras.Model,
-            losses: list[float]) -> tuple[list[float], int]:
-    """Each check's learning rate after it, and the number of checks made before stopping;
-    the bias marks the weights each check scored."""
+def _checks(config: ModelConfig, checks_within_pass: bool,
+            losses: list[float]) -> tuple[list[float], int, float]:
+    """Each check's learning rate after it, the number of checks made before stopping, and
+    the check whose weights training kept (a bias marks the weights each check scored)."""
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(1,))])
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse")
+    callbacks = tf.keras.callbacks.CallbackList(
+        train.validation_callbacks(config, checks_within_pass=checks_within_pass), model=model)
     callbacks.on_train_begin()
     rates = []
     for check, loss in enumerate(losses):
@@ -188,34 +192,22 @@ def _checks(callbacks: tf.keras.callbacks.CallbackList, model: tf.keras.Model,
         if model.stop_training:
             break
     callbacks.on_train_end()
-    return rates, len(rates)
-
-
-def _compiled() -> tf.keras.Model:
-    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(1,))])
-    model.compile(optimizer=tf.keras.optimizers.Adam(0.01), loss="mse")
-    return model
+    return rates, len(rates), float(model.layers[0].bias[0])
 
 
 def test_checks_of_whole_passes_cut_the_rate_at_each_stall_and_stop_at_the_second():
-    model = _compiled()
     config = ModelConfig(early_stopping_patience=2, learning_rate_patience=1,
                          learning_rate_drop=0.5, within_pass_rate_hold=3, within_pass_cuts=1)
-    callbacks = tf.keras.callbacks.CallbackList(
-        train.validation_callbacks(config, checks_within_pass=False), model=model)
-    rates, checks = _checks(callbacks, model, [1.0, 0.9, 0.95, 0.8, 0.85, 0.85, 0.85])
+    rates, checks, kept = _checks(config, False, [1.0, 0.9, 0.95, 0.8, 0.85, 0.85, 0.85])
     assert rates == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025, 0.00125])
-    assert checks == 6 and float(model.layers[0].bias[0]) == 3.0
+    assert checks == 6 and kept == 3.0
 
 
 def test_checks_within_a_pass_hold_each_cut_rate_and_stop_at_a_stall_after_the_last_cut():
-    model = _compiled()
     config = ModelConfig(early_stopping_patience=2, learning_rate_patience=1,
                          learning_rate_drop=0.5, within_pass_rate_hold=3, within_pass_cuts=2)
-    callbacks = tf.keras.callbacks.CallbackList(
-        train.validation_callbacks(config, checks_within_pass=True), model=model)
     # Stalls at checks 1 (a cut), 2 and 3 (held: no cut, no stop), 4 (the second cut), 6 (held)
     # and 7 (after the last cut: the stop). Check 5 is the best.
-    rates, checks = _checks(callbacks, model, [1.0, 1.0, 1.0, 1.0, 1.0, 0.9, 0.95, 0.95, 0.5])
+    rates, checks, kept = _checks(config, True, [1.0, 1.0, 1.0, 1.0, 1.0, 0.9, 0.95, 0.95, 0.5])
     assert rates == pytest.approx([0.01, 0.005, 0.005, 0.005, 0.0025, 0.0025, 0.0025, 0.0025])
-    assert checks == 8 and float(model.layers[0].bias[0]) == 5.0
+    assert checks == 8 and kept == 5.0
