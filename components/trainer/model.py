@@ -83,8 +83,8 @@ class HistoryTable(tf.Module):
 
         self.row_splits = variable(histories.row_splits, tf.int64, "row_splits")
         self.keys = variable(self._keys(histories), tf.int64, "keys")
-        # Movie indices are vocabulary positions: int32 holds them in half the memory (a
-        # quarter of what the history costs the model, its export and the server a rating).
+        # Movie indices are vocabulary positions: int32 holds them in 4 bytes, not 8 (with the
+        # int32 rated rows of the export, 20 bytes a served rating where it took 28).
         self.movies = variable(histories.movies, tf.int32, "movies")
         self.ratings = variable(histories.ratings, tf.float32, "ratings")
 
