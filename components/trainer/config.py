@@ -129,6 +129,16 @@ class ModelConfig:
     # untrained vector.
     cold_start_popularity_days: float = 30.0
     cold_start_rating_shrinkage: float = 2.0
+    # The served rating blends the rating head's with an item-based neighbourhood model's
+    # (components/trainer/neighbourhood.py: Koren's kNN with baselines over the
+    # `neighbourhood_size` titles most similar to the rated one among up to
+    # `neighbourhood_history_size` of the user's ratings; Pearson similarities shrunk by
+    # `neighbourhood_shrinkage` common raters, kept for the `neighbourhood_max_titles` most
+    # rated titles), weighted by least squares on the validation slice. 0: the head alone.
+    neighbourhood_size: int = 40
+    neighbourhood_history_size: int = 256
+    neighbourhood_shrinkage: float = 100.0
+    neighbourhood_max_titles: int = 4_096
     # How many titles the serving signatures return.
     top_k: int = 10
 

@@ -53,7 +53,7 @@ class RatingWindow:
     valid: tf.Tensor
 
 
-def _held(movies: tf.Tensor, other_movies: tf.Tensor, other_valid: tf.Tensor) -> tf.Tensor:
+def held(movies: tf.Tensor, other_movies: tf.Tensor, other_valid: tf.Tensor) -> tf.Tensor:
     """[batch, size] bool: each of `movies` [batch, size] is among the row's valid
     `other_movies` [batch, other]. Compared as int32 (movie indices are vocabulary positions),
     invalid ones replaced by a value no index takes: the [batch, size, other] comparison is
@@ -299,7 +299,7 @@ class TasteHistoryMean(tf.keras.layers.Layer):
             total -= hits[:, None] * self.embedding(left_out_movie)
             count -= hits
         if request is not None:
-            added = tf.cast(request.valid & ~_held(request.movies, tf.gather(movies, example_user),
+            added = tf.cast(request.valid & ~held(request.movies, tf.gather(movies, example_user),
                                                    tf.gather(valid, example_user)), tf.float32)
             total += weighted_sum(self.embedding, request.movies, added, self.in_bfloat16)
             count += tf.reduce_sum(added, axis=1)
@@ -431,7 +431,7 @@ class UserTower(tf.keras.Model):
         """The latest `recent_history_size` of the stored window's ratings and the request's
         made before the request (ties broken by movie index, as the stored order does)."""
         earlier = (request.valid & (clamp_time(request.times) < request_time[:, None])
-                   & ~_held(request.movies, recent.movies, recent.valid))
+                   & ~held(request.movies, recent.movies, recent.valid))
         movies = tf.concat([recent.movies, request.movies], axis=1)
         times = tf.concat([recent.times, clamp_time(request.times)], axis=1)
         ratings = tf.concat([recent.ratings, tf.cast(request.ratings, tf.float32)], axis=1)

@@ -65,6 +65,7 @@ from components import evaluation_contract as contract
 from components import features, stack
 from components.trainer import model as model_lib
 from components.trainer.catalogue import Catalogue, ColdStart
+from components.trainer.neighbourhood import ItemNeighbourhood
 
 
 def scann_parameters(num_candidates: int) -> dict:
@@ -187,16 +188,24 @@ _RECENT_SPECS = (tf.TensorSpec([None, None], tf.string, name="recent_titles"),
                  tf.TensorSpec([None, None], tf.float32, name="recent_ratings"))
 
 
+# The blend (head, neighbourhood, constant) that rates by the rating head alone.
+HEAD_ALONE = (1.0, 0.0, 0.0)
+
+
 class RecommenderModule(tf.Module):
     """What the pushed model serves; built once after training (train.train_module)."""
 
     def __init__(self, tf_transform_output: tft.TFTransformOutput, user_tower: tf.keras.Model,
                  movie_tower: tf.keras.Model, rating_head: tf.keras.Model,
                  catalogue: Catalogue, rated_rows: tf.RaggedTensor, top_k: int,
-                 rating_range: tuple[float, float], cold_start: ColdStart | None = None):
+                 rating_range: tuple[float, float], cold_start: ColdStart | None = None,
+                 neighbourhood: ItemNeighbourhood | None = None,
+                 blend: tuple[float, float, float] = HEAD_ALONE):
         """`rating_range`: the lowest and highest stars of the training ratings; predicted
         ratings are clipped to it. `cold_start`: how cold-start requests are answered (None:
-        through the user's untrained vector, as the others)."""
+        through the user's untrained vector, as the others). `neighbourhood` and `blend`: the
+        served rating is blend[0] * the head's + blend[1] * the neighbourhood model's +
+        blend[2] (train.fitted_blend)."""
         super().__init__()
         users = tf_transform_output.vocabulary_by_name(features.USER_VOCABULARY)
         self.num_users = len(users)
@@ -214,6 +223,8 @@ class RecommenderModule(tf.Module):
         self.raw_feature_spec = tf_transform_output.raw_feature_spec()
         self.top_k = top_k
         self.lowest_rating, self.highest_rating = (float(stars) for stars in rating_range)
+        self.neighbourhood = neighbourhood
+        self.blend = tf.constant(blend if neighbourhood is not None else HEAD_ALONE, tf.float32)
 
         num_candidates = len(catalogue)
         self.catalogue_titles = tf.constant(list(catalogue.titles), dtype=tf.string)
@@ -414,16 +425,17 @@ class RecommenderModule(tf.Module):
 
     def _vectors_with_recent(self, user_id: tf.Tensor, timestamp: tf.Tensor,
                              recent: tuple[tf.Tensor, tf.Tensor, tf.Tensor]
-                             ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        """(retrieval vector, rating vector, user index, cold start) at the request times,
-        with the request's ratings (titles, timestamps, stars [B, M]) merged with the stored
-        history."""
+                             ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor,
+                                        model_lib.RatingWindow]:
+        """(retrieval vector, rating vector, user index, cold start, the request's ratings) at
+        the request times, with the request's ratings (titles, timestamps, stars [B, M])
+        merged with the stored history."""
         user_id, timestamp = batch_inputs(user_id=user_id, timestamp=timestamp)
         request = self._request_ratings(user_id, *recent)
         user_index = self._user_index(user_id)
         return (*self._tower_vectors_with_request(
             user_index, timestamp, request.movies, request.times, request.ratings, request.valid),
-            user_index, self._cold(user_index, request, timestamp))
+            user_index, self._cold(user_index, request, timestamp), request)
 
     @signature([
         tf.TensorSpec([None], tf.string, name="user_id"),
@@ -432,7 +444,7 @@ class RecommenderModule(tf.Module):
                               recent_ratings):
         """`at_time` with the user's latest ratings carried by the request (what the user did
         since the model was exported), merged with the stored history."""
-        retrieval, _, _, cold = self._vectors_with_recent(
+        retrieval, _, _, cold, _ = self._vectors_with_recent(
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
         return self._scann_top_k(retrieval, cold)
 
@@ -441,7 +453,7 @@ class RecommenderModule(tf.Module):
         tf.TensorSpec([None], tf.int64, name="timestamp"), *_RECENT_SPECS])
     def score_catalogue_with_recent(self, user_id, timestamp, recent_titles, recent_timestamps,
                                     recent_ratings):
-        retrieval, _, _, cold = self._vectors_with_recent(
+        retrieval, _, _, cold, _ = self._vectors_with_recent(
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
         return {"scores": self._exact_scores(retrieval, cold), "titles": self.catalogue_titles}
 
@@ -452,9 +464,9 @@ class RecommenderModule(tf.Module):
     def predict_rating_with_recent(self, user_id, movie_title, timestamp, recent_titles,
                                    recent_timestamps, recent_ratings):
         user_id, movie_title = batch_inputs(user_id=user_id, movie_title=movie_title)
-        _, rating_vector, user_index, cold = self._vectors_with_recent(
+        _, rating_vector, user_index, cold, request = self._vectors_with_recent(
             user_id, timestamp, (recent_titles, recent_timestamps, recent_ratings))
-        return self._rating_of(rating_vector, user_index, cold, movie_title)
+        return self._rating_of(rating_vector, user_index, cold, movie_title, request)
 
     @signature([tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend_unrated(self, user_id):
@@ -515,20 +527,30 @@ class RecommenderModule(tf.Module):
         return self._rating_of(user_vector, user_index, self._cold(user_index), movie_title)
 
     def _rating_of(self, user_vector: tf.Tensor, user_index: tf.Tensor, cold: tf.Tensor,
-                   movie_title: tf.Tensor) -> dict:
+                   movie_title: tf.Tensor, request: model_lib.RatingWindow | None = None
+                   ) -> dict:
         rows = self.title_to_row.lookup(movie_title)
-        return {"rating": self._rating_of_rows(user_vector, rows, cold),
+        return {"rating": self._rating_of_rows(user_vector, user_index, rows, cold, request),
                 "known_user": user_index < self.num_users,
                 "known_title": rows < tf.size(self.catalogue_titles, out_type=tf.int64)}
 
-    def _rating_of_rows(self, rating_vector: tf.Tensor, rows: tf.Tensor,
-                        cold: tf.Tensor) -> tf.Tensor:
+    def _rating_of_rows(self, rating_vector: tf.Tensor, user_index: tf.Tensor, rows: tf.Tensor,
+                        cold: tf.Tensor, request: model_lib.RatingWindow | None = None
+                        ) -> tf.Tensor:
         """The rating head's prediction for the catalogue rows, within the training ratings'
-        stars (the head is unbounded: on ml-100k's eval split it predicted up to 6.3 stars);
-        cold-start requests: the title's cold-start rating."""
+        stars (the head is unbounded: on ml-100k's eval split it predicted up to 6.3 stars),
+        blended with the neighbourhood model's; cold-start requests: the title's cold-start
+        rating."""
         rating = tf.clip_by_value(
             self.rating_head([rating_vector, tf.gather(self.movie_embeddings, rows)]),
             self.lowest_rating, self.highest_rating)
+        if self.neighbourhood is not None:
+            neighbours = self.neighbourhood.rate(
+                self.user_tower.history, user_index, tf.gather(self.movie_index_of_row, rows),
+                request)
+            rating = tf.clip_by_value(
+                self.blend[0] * rating + self.blend[1] * neighbours + self.blend[2],
+                self.lowest_rating, self.highest_rating)
         if not self.cold_start:
             return rating
         return tf.where(cold, tf.gather(self.cold_start_ratings, rows), rating)
@@ -563,7 +585,7 @@ class RecommenderModule(tf.Module):
         rank_unrated = rank - tf.reduce_sum(
             tf.cast(rated_scores > held_out_score[:, None], tf.int64), axis=1)
 
-        rating = self._rating_of_rows(rating_vector, rows, cold)
+        rating = self._rating_of_rows(rating_vector, user_index, rows, cold)
         label = tf.reshape(raw[features.RATING], [-1])
         _, scann_rows = self._scann_search(user_embedding, cold, contract.SCANN_RECALL_K)
         outputs = {

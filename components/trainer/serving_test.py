@@ -14,11 +14,13 @@ from components.trainer import model as model_lib
 from components.trainer import serving, train
 from components.trainer.catalogue import Catalogue
 from components.trainer.conftest import serialize
+from components.trainer.neighbourhood import ItemNeighbourhood
 from pipeline import configs
 
 TOP_K = 5
 TITLES = [f"Title {i} (1990)".encode() for i in range(40)]  # ScaNN needs at least 16
 CATALOGUE_ONLY = b"Never Rated (2000)"  # in the catalogue, not in any rating
+BLEND = (0.5, 0.75, 0.25)  # the served rating: 0.5 * the head's + 0.75 * the neighbours' + 0.25
 
 
 def _ratings() -> list[dict]:
@@ -61,6 +63,8 @@ def _build_modules(analyze_ratings, ratings: list[dict], titles: list[bytes],
         transform_output)
     config = dataclasses.replace(configs.MODEL, embedding_dim=8, top_k=TOP_K,
                                  history_sum_precision=history_sum_precision)
+    neighbours = ItemNeighbourhood.fit(histories, len(movies), size=3, history_size=8,
+                                       shrinkage=1.0, max_titles=len(movies))
     recommender = model_lib.build_model(len(users), len(movies), config,
                                         catalogue.genres_by_movie_index(),
                                         user_histories=histories)
@@ -70,7 +74,7 @@ def _build_modules(analyze_ratings, ratings: list[dict], titles: list[bytes],
         return serving.RecommenderModule(
             transform_output, recommender.user_tower, recommender.movie_tower,
             recommender.rating_head, catalogue, catalogue.rated_rows(histories), TOP_K,
-            rating_range=(-np.inf, np.inf),
+            rating_range=(-np.inf, np.inf), neighbourhood=neighbours, blend=BLEND,
             cold_start=catalogue.cold_start(histories, cold_start_days, shrinkage=2.0)
             if cold_start_days else None)
 
@@ -196,6 +200,26 @@ def test_each_served_rating_is_stored_in_twenty_bytes(model, module):
     assert [history.keys.dtype, history.movies.dtype, history.ratings.dtype,
             model.rated_row_values.dtype] == [tf.int64, tf.int32, tf.float32, tf.int32]
     np.testing.assert_array_equal(history.movies, module[0].user_tower.history.movies)
+
+
+def test_the_served_rating_blends_the_head_and_the_neighbourhood_model(model, module):
+    """Every rating signature of the pushed model: BLEND of the rating head's rating (from the
+    user's rating vector) and the neighbourhood model's (from the stored history)."""
+    module, histories, movies = module
+    users, titles = _strings(b"1", b"2", b"3", b"4"), _strings(*(movies[i] for i in (0, 3, 5, 7)))
+    user_index = module._user_index(users)
+    rows = module.title_to_row.lookup(titles)
+    _, rating_vector = module._tower_vectors(user_index, _times(*[model_lib.LATEST_TIME] * 4))
+    head = module.rating_head([rating_vector, tf.gather(module.movie_embeddings, rows)])
+    neighbours = module.neighbourhood.rate(module.user_tower.history, user_index,
+                                           tf.gather(module.movie_index_of_row, rows))
+    expected = BLEND[0] * head + BLEND[1] * neighbours + BLEND[2]
+    served = model.signatures["rating"](user_id=users, movie_title=titles)["rating"]
+    np.testing.assert_allclose(served, expected, rtol=1e-5)
+    assert not np.allclose(neighbours, head, atol=0.1)
+    at_time = model.signatures["rating_at_time"](
+        user_id=users, movie_title=titles, timestamp=_times(*[model_lib.LATEST_TIME] * 4))
+    np.testing.assert_allclose(at_time["rating"], expected, rtol=1e-5)
 
 
 def test_a_model_trained_with_bfloat16_history_sums_is_served_in_float32(analyze_ratings,

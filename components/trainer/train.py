@@ -21,6 +21,7 @@ from components.trainer import histories as histories_lib
 from components.trainer import model as model_lib
 from components.trainer import serving
 from components.trainer.catalogue import Catalogue
+from components.trainer.neighbourhood import ItemNeighbourhood
 
 MODEL_INPUTS = (features.USER_INDEX, features.MOVIE_INDEX, features.RATING_LABEL)
 
@@ -269,6 +270,44 @@ def user_histories(inputs: dict[str, np.ndarray], num_users: int) -> histories_l
         inputs[features.RATING_LABEL], num_users)
 
 
+def fitted_blend(model: model_lib.MultiTaskRecommender, neighbourhood: ItemNeighbourhood,
+                 validation: dict[str, np.ndarray], fit_histories: histories_lib.UserHistories,
+                 rating_range: tuple[float, float], batch_size: int
+                 ) -> tuple[float, float, float]:
+    """(head, neighbourhood, constant): the least-squares blend of the two ratings (the
+    head's clipped to `rating_range`) of the validation ratings, each asked as a check asks
+    it; ratings by users without a fit-part rating are left out (the cold-start rule rates
+    those)."""
+    known = np.diff(fit_histories.row_splits)[validation[features.USER_INDEX]] > 0
+    columns = {name: values[known] for name, values in validation.items()}
+    head, neighbours = [], []
+    for start in range(0, int(known.sum()), batch_size):
+        batch = {name: tf.constant(values[start:start + batch_size])
+                 for name, values in columns.items()}
+        head.append(tf.clip_by_value(model(batch)[2], *rating_range).numpy())
+        neighbours.append(neighbourhood.rate(
+            model.user_tower.history, batch[features.USER_INDEX], batch[features.MOVIE_INDEX],
+            model_lib.RatingWindow(*(batch[name] for name in model_lib.REQUEST_COLUMNS))
+        ).numpy())
+    head, neighbours = np.concatenate(head or [[]]), np.concatenate(neighbours or [[]])
+    stars = columns[features.RATING_LABEL]
+    if len(stars) < 3:
+        return serving.HEAD_ALONE
+    weights = np.linalg.lstsq(np.column_stack([head, neighbours, np.ones_like(head)]), stars,
+                              rcond=None)[0]
+    blended = np.clip(np.column_stack([head, neighbours, np.ones_like(head)]) @ weights,
+                      *rating_range)
+
+    def rmse(predicted):
+        return float(np.sqrt(np.mean(np.square(predicted - stars))))
+
+    logging.info("Rating blend on %d validation ratings: head %.4f, neighbourhood %.4f, blend "
+                 "%.4f (RMSE); weights %s", len(stars), rmse(head),
+                 rmse(np.clip(neighbours, *rating_range)), rmse(blended),
+                 [round(float(w), 4) for w in weights])
+    return tuple(float(w) for w in weights)
+
+
 def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
                  tf_transform_output: tft.TFTransformOutput, config: config_lib.ModelConfig,
                  log_dir: str | None = None,
@@ -335,12 +374,24 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
     for term, weights in model.user_tower.learnt_time_weights().items():
         logging.info("Learnt %s term weights, by time before the request (from 1 s, %s s): %s",
                      term, config.history_time_boundaries, [float(f"{w:.4g}") for w in weights])
-    model.user_tower.history.assign(served_histories)
     stars = fit_part[features.RATING_LABEL]
+    rating_range = (float(stars.min()), float(stars.max()))
+    neighbourhood, blend = None, serving.HEAD_ALONE
+    if config.neighbourhood_size and len(checked):
+        neighbourhood = ItemNeighbourhood.fit(
+            fit_histories, catalogue.num_movies, config.neighbourhood_size,
+            config.neighbourhood_history_size, config.neighbourhood_shrinkage,
+            config.neighbourhood_max_titles)
+        blend = fitted_blend(model, neighbourhood, {
+            **{name: validation[name][checked] for name in columns},
+            **earlier_slice_ratings(validation, validation_histories, checked,
+                                    config.recent_history_size)},
+            fit_histories, rating_range, config.batch_size)
+    model.user_tower.history.assign(served_histories)
     return serving.RecommenderModule(
         tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,
         catalogue, catalogue.rated_rows(served_histories), config.top_k,
-        rating_range=(stars.min(), stars.max()),
+        rating_range=rating_range, neighbourhood=neighbourhood, blend=blend,
         cold_start=catalogue.cold_start(served_histories, config.cold_start_popularity_days,
                                         config.cold_start_rating_shrinkage)
         if config.cold_start_popularity_days > 0 else None)

@@ -7,6 +7,7 @@ from components.trainer import model as model_lib
 from components.trainer import train
 from components.trainer.config import ModelConfig
 from components.trainer.conftest import serialize
+from components.trainer.neighbourhood import ItemNeighbourhood
 
 
 def _ratings(users, movies, times, ratings=None):
@@ -211,3 +212,36 @@ def test_checks_within_a_pass_hold_each_cut_rate_and_stop_at_a_stall_after_the_l
     rates, checks, kept = _checks(config, True, [1.0, 1.0, 1.0, 1.0, 1.0, 0.9, 0.95, 0.95, 0.5])
     assert rates == pytest.approx([0.01, 0.005, 0.005, 0.005, 0.0025, 0.0025, 0.0025, 0.0025])
     assert checks == 8 and kept == 5.0
+
+
+def test_the_rating_blend_is_fitted_on_the_validation_ratings_of_users_with_a_history():
+    """Stars that are exactly 0.3 x the head's rating + 0.6 x the neighbourhood model's + 0.5
+    give back those weights; the ratings of a user without a fit-part rating (rated by the
+    cold-start rule when served) would pull them anywhere if they counted."""
+    rng = np.random.default_rng(0)
+    num_users, num_movies = 6, 12
+    fit_part = _ratings(np.repeat(np.arange(5), 6), rng.integers(0, num_movies, 30),
+                        np.arange(30) * 100, list(rng.integers(1, 6, 30).astype(float)))
+    histories = train.user_histories(fit_part, num_users)
+    config = ModelConfig(embedding_dim=8)
+    model = model_lib.build_model(num_users, num_movies, config,
+                                  np.zeros((num_movies, features.NUM_GENRES), np.float32),
+                                  histories)
+    neighbours = ItemNeighbourhood.fit(histories, num_movies, size=3, history_size=8,
+                                       shrinkage=1.0, max_titles=num_movies)
+    validation = _ratings(np.repeat(np.arange(6), 5), rng.integers(0, num_movies, 30),
+                          np.arange(30) * 100 + 50)
+    validation.update(train.earlier_slice_ratings(
+        validation, train.user_histories(validation, num_users), np.arange(30), size=4))
+    columns = {name: tf.constant(values) for name, values in validation.items()}
+    head = model(columns)[2].numpy()
+    estimates = neighbours.rate(model.user_tower.history, columns[features.USER_INDEX],
+                                columns[features.MOVIE_INDEX],
+                                model_lib.RatingWindow(*(columns[name] for name in
+                                                         model_lib.REQUEST_COLUMNS))).numpy()
+    stars = 0.3 * head + 0.6 * estimates + 0.5
+    stars[validation[features.USER_INDEX] == 5] = 100.0
+    validation[features.RATING_LABEL] = stars.astype(np.float32)
+    blend = train.fitted_blend(model, neighbours, validation, histories,
+                               (-np.inf, np.inf), batch_size=7)
+    np.testing.assert_allclose(blend, [0.3, 0.6, 0.5], atol=1e-3)
