@@ -4,8 +4,9 @@
 
 Generates ratings shaped like the chosen MovieLens release (synthetic.generate_heavy_tailed),
 then times what the Trainer does with them: the fit histories (sort by user and time), merging
-the validation slice's, the rated catalogue rows the `unrated` outputs need, loading them into
-the user tower's HistoryTable, and one training-sized read of the bounded windows. Prints a
+the validation slice's, the rated catalogue rows the `unrated` outputs need, fitting the
+neighbourhood rating model (components/trainer/neighbourhood.py), loading them into the user
+tower's HistoryTable, and one training-sized read of the bounded windows. Prints a
 Markdown table; writes benchmarks/results/history_scale.json.
 """
 
@@ -38,6 +39,8 @@ def main(argv: list[str]) -> int:
     from components.example_gen import synthetic
     from components.trainer import model as model_lib
     from components.trainer.histories import UserHistories
+    from components.trainer.neighbourhood import ItemNeighbourhood
+    from pipeline import configs
 
     steps: list[tuple[str, float, float]] = []
 
@@ -61,6 +64,13 @@ def main(argv: list[str]) -> int:
     served = timed("merge the validation slice's", lambda: fit.merged(histories(validation)))
     row_of_movie = np.append(rng.permutation(shape.num_movies), -1)
     timed("rated catalogue rows", lambda: served.distinct_rows(row_of_movie))
+    model = configs.MODEL
+    titles = min(model.neighbourhood_max_titles, shape.num_movies)
+    timed(f"neighbourhood model (similarities of {titles:,} titles)",
+          lambda: ItemNeighbourhood.fit(fit, shape.num_movies, model.neighbourhood_size,
+                                        model.neighbourhood_history_size,
+                                        model.neighbourhood_shrinkage,
+                                        model.neighbourhood_max_titles))
     table = timed("HistoryTable variables", lambda: model_lib.HistoryTable(served))
     batch = rng.integers(len(data.users), size=1024)
     users = tf.constant(data.users[batch], tf.int64)
