@@ -4,8 +4,8 @@ blended with the rating head's prediction.
 
 Its errors are not the neural model's: on ml-100k's validation slice, a least-squares blend of
 the two took 0.005 to 0.006 off the rating head's RMSE (seeds 42 and 43), more than a second
-neural model did (docs/results.md). Fitted in numpy after training, on the same fit part of
-the training ratings; served from dense tables:
+neural model did (benchmarks/results/tuning.md, round 24). Fitted in numpy after training, on
+the same fit part of the training ratings; served from dense tables:
 
     estimate(u, i) = mu + b_u + b_i + sum_j s_ij (r_uj - mu - b_u - b_j) / sum_j s_ij
 
