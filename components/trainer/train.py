@@ -387,6 +387,8 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
             **earlier_slice_ratings(validation, validation_histories, checked,
                                     config.recent_history_size)},
             fit_histories, rating_range, config.batch_size)
+        if blend == serving.HEAD_ALONE:  # nothing to fit the blend on: serve no table for it
+            neighbourhood = None
     model.user_tower.history.assign(served_histories)
     return serving.RecommenderModule(
         tf_transform_output, model.user_tower, model.movie_tower, model.rating_head,

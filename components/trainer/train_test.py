@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from components import features
 from components.trainer import model as model_lib
-from components.trainer import train
+from components.trainer import serving, train
 from components.trainer.config import ModelConfig
 from components.trainer.conftest import serialize
 from components.trainer.neighbourhood import ItemNeighbourhood
@@ -245,3 +245,7 @@ def test_the_rating_blend_is_fitted_on_the_validation_ratings_of_users_with_a_hi
     blend = train.fitted_blend(model, neighbours, validation, histories,
                                (-np.inf, np.inf), batch_size=7)
     np.testing.assert_allclose(blend, [0.3, 0.6, 0.5], atol=1e-3)
+    unseen_only = {name: values[validation[features.USER_INDEX] == 5]
+                   for name, values in validation.items()}
+    assert train.fitted_blend(model, neighbours, unseen_only, histories, (1.0, 5.0),
+                              batch_size=7) == serving.HEAD_ALONE
