@@ -102,7 +102,7 @@ class ItemNeighbourhood(tf.Module):
         self.slot_of_movie = tf.Variable(slot_of_movie.astype(np.int32), trainable=False,
                                          name="slot_of_movie")
         # In half precision: a correlation needs no more digits, and ml-1m's 3.7k titles take
-        # 27 MB of the export instead of 55.
+        # 26 MiB of the export instead of 52.
         padded = np.zeros([len(similarity) + 1] * 2, np.float16)
         padded[:-1, :-1] = similarity
         self.similarity = tf.Variable(padded, trainable=False, name="similarity")
