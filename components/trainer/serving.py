@@ -224,7 +224,7 @@ class RecommenderModule(tf.Module):
         self.top_k = top_k
         self.lowest_rating, self.highest_rating = (float(stars) for stars in rating_range)
         self.neighbourhood = neighbourhood
-        self.blend = tf.constant(blend if neighbourhood is not None else HEAD_ALONE, tf.float32)
+        self.blend = tf.constant(blend, tf.float32)
 
         num_candidates = len(catalogue)
         self.catalogue_titles = tf.constant(list(catalogue.titles), dtype=tf.string)

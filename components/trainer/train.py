@@ -280,30 +280,27 @@ def fitted_blend(model: model_lib.MultiTaskRecommender, neighbourhood: ItemNeigh
     those)."""
     known = np.diff(fit_histories.row_splits)[validation[features.USER_INDEX]] > 0
     columns = {name: values[known] for name, values in validation.items()}
+    stars = columns[features.RATING_LABEL]
+    if len(stars) < 3:
+        return serving.HEAD_ALONE
     head, neighbours = [], []
-    for start in range(0, int(known.sum()), batch_size):
-        batch = {name: tf.constant(values[start:start + batch_size])
-                 for name, values in columns.items()}
+    for batch in batches_in_order(columns, batch_size):
         head.append(tf.clip_by_value(model(batch)[2], *rating_range).numpy())
         neighbours.append(neighbourhood.rate(
             model.user_tower.history, batch[features.USER_INDEX], batch[features.MOVIE_INDEX],
             model_lib.RatingWindow(*(batch[name] for name in model_lib.REQUEST_COLUMNS))
         ).numpy())
-    head, neighbours = np.concatenate(head or [[]]), np.concatenate(neighbours or [[]])
-    stars = columns[features.RATING_LABEL]
-    if len(stars) < 3:
-        return serving.HEAD_ALONE
-    weights = np.linalg.lstsq(np.column_stack([head, neighbours, np.ones_like(head)]), stars,
-                              rcond=None)[0]
-    blended = np.clip(np.column_stack([head, neighbours, np.ones_like(head)]) @ weights,
-                      *rating_range)
+    ratings = np.column_stack([np.concatenate(head), np.concatenate(neighbours),
+                               np.ones(len(stars))])
+    weights = np.linalg.lstsq(ratings, stars, rcond=None)[0]
 
     def rmse(predicted):
         return float(np.sqrt(np.mean(np.square(predicted - stars))))
 
     logging.info("Rating blend on %d validation ratings: head %.4f, neighbourhood %.4f, blend "
-                 "%.4f (RMSE); weights %s", len(stars), rmse(head),
-                 rmse(np.clip(neighbours, *rating_range)), rmse(blended),
+                 "%.4f (RMSE); weights %s", len(stars), rmse(ratings[:, 0]),
+                 rmse(np.clip(ratings[:, 1], *rating_range)),
+                 rmse(np.clip(ratings @ weights, *rating_range)),
                  [round(float(w), 4) for w in weights])
     return tuple(float(w) for w in weights)
 
