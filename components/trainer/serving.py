@@ -226,7 +226,7 @@ class RecommenderModule(tf.Module):
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(users, tf.string), tf.range(self.num_users, dtype=tf.int64)),
             default_value=self.num_users)
-        # The towers' variables are tracked, not their Keras objects: tracked as Keras layers,
+        # The Keras models' variables are tracked, not the models: tracked as Keras layers,
         # the export would also trace and serialize each layer's call functions for Keras' own
         # loader, which nothing loads this model with (3 of ml-100k's 7.7 s export).
         self._keras_models = _Untracked(user_tower=user_tower, rating_head=rating_head)
@@ -268,8 +268,9 @@ class RecommenderModule(tf.Module):
                                                     name="latest_retrieval_vectors")
         self.latest_rating_vectors = tf.Variable(rating, trainable=False,
                                                  name="latest_rating_vectors")
-        # Every variable of the towers exists once they have run (just above).
-        self.tower_variables = [*user_tower.variables, *rating_head.variables]
+        # What the signatures read of the user tower and the rating head (every variable of the
+        # tower exists once it has run, just above).
+        self.trained_variables = [*user_tower.variables, *rating_head.variables]
 
         self.cold_start = cold_start is not None
         if self.cold_start:

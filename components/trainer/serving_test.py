@@ -198,7 +198,7 @@ def test_the_user_embedding_scores_the_catalogue_as_the_model_does(model):
         0, embedding.shape[1])
 
 
-def test_the_export_holds_the_towers_variables_not_their_keras_objects(model, export_dir):
+def test_the_export_holds_the_keras_models_variables_not_the_models(model, export_dir):
     """Keras layers in the export would have it trace and serialize each layer's call
     functions for Keras' own loader, which nothing loads the model with (3 of ml-100k's
     7.7 s export)."""
