@@ -338,6 +338,10 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
                                   catalogue.genres_by_movie_index(), fit_histories)
     columns = (*MODEL_INPUTS, features.TIMESTAMP)
     checked = evenly_spread(len(validation[features.USER_INDEX]), config.validation_check_size)
+    # What each check scores, asked as a live request is; the blend is fitted on the same.
+    checked_ratings = {**{name: validation[name][checked] for name in columns},
+                       **earlier_slice_ratings(validation, validation_histories, checked,
+                                               config.recent_history_size)}
     examples = len(fit_part[features.USER_INDEX])
     interval = min(examples, config.validation_interval)
     steps_per_check = -(-interval // config.batch_size)
@@ -360,11 +364,8 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
         shuffled_batches({name: fit_part[name] for name in columns}, config.batch_size,
                          config.seed),
         steps_per_epoch=steps_per_check, epochs=-(-config.epochs * examples // interval),
-        validation_data=batches_in_order(
-            {**{name: validation[name][checked] for name in columns},
-             **earlier_slice_ratings(validation, validation_histories, checked,
-                                    config.recent_history_size)},
-            config.batch_size) if len(checked) else None,
+        validation_data=batches_in_order(checked_ratings, config.batch_size)
+        if len(checked) else None,
         verbose=2, callbacks=callbacks)
     seconds = time.perf_counter() - started
     trained = len(history.epoch) * examples_per_check
@@ -382,11 +383,8 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
             fit_histories, catalogue.num_movies, config.neighbourhood_size,
             config.neighbourhood_history_size, config.neighbourhood_shrinkage,
             config.neighbourhood_max_titles)
-        blend = fitted_blend(model, neighbourhood, {
-            **{name: validation[name][checked] for name in columns},
-            **earlier_slice_ratings(validation, validation_histories, checked,
-                                    config.recent_history_size)},
-            fit_histories, rating_range, config.batch_size)
+        blend = fitted_blend(model, neighbourhood, checked_ratings, fit_histories,
+                             rating_range, config.batch_size)
         if blend == serving.HEAD_ALONE:  # nothing to fit the blend on: serve no table for it
             neighbourhood = None
     model.user_tower.history.assign(served_histories)
