@@ -30,7 +30,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 RATINGS = 1_000_000
 
 
-def step_ms(shape_name: str, steps: int, precision: str) -> dict:
+def step_ms(shape_name: str, steps: int, precision: str, chunk_size: int) -> dict:
     import numpy as np
 
     from components import features
@@ -56,18 +56,27 @@ def step_ms(shape_name: str, steps: int, precision: str) -> dict:
     config = dataclasses.replace(configs.MODEL, history_sum_precision=precision)
     model = model_lib.build_model(shape.num_users, shape.num_movies, config, genres,
                                   user_histories=histories)
-    batches = train.shuffled_batches(columns, configs.MODEL.batch_size, seed=0)
+    order = np.lexsort([columns[name] for name in (
+        features.MOVIE_INDEX, features.TIMESTAMP, features.USER_INDEX)])
+    columns = {name: values[order] for name, values in columns.items()}
+    chunks = train.user_chunks(columns[features.USER_INDEX], columns[features.TIMESTAMP],
+                               chunk_size)
+    chunks_per_batch = configs.MODEL.batch_size // chunk_size
+    batches = train.shuffled_chunk_batches(columns, chunks, chunks_per_batch, seed=0)
     model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)  # tracing and warm-up
     started = time.perf_counter()
     model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
     seconds = time.perf_counter() - started
+    examples_per_step = chunks_per_batch * chunk_size * chunks.slots.mean()
     embedding_parameters = sum(int(np.prod(variable.shape)) for variable in model.variables
                                if "embedding" in variable.name)
     return {"shape": shape_name, "users": shape.num_users, "titles": shape.num_movies,
             "ratings": int(len(data.users)), "embedding_parameters": embedding_parameters,
             "history_sum_precision": precision,
             "history_sums_in_bfloat16": model.user_tower.history_sums_in_bfloat16,
-            "steps": steps, "ms_per_step": round(1000 * seconds / steps, 1)}
+            "user_chunk_size": chunk_size, "steps": steps,
+            "ms_per_step": round(1000 * seconds / steps, 1),
+            "ms_per_1024_examples": round(1000 * seconds / steps * 1024 / examples_per_step, 1)}
 
 
 def main(argv: list[str]) -> int:
@@ -79,6 +88,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--precisions", nargs="+", choices=["auto", "float32", "bfloat16"],
                         default=None, help="history_sum_precision values to measure "
                         "(default: the configured one)")
+    parser.add_argument("--user-chunk-sizes", nargs="+", type=int, default=None,
+                        help="user_chunk_size values to measure (default: the configured one)")
     parser.add_argument("--output", default=str(RESULTS / "step_cost.json"))
     args = parser.parse_args(argv)
     from components import stack
@@ -88,14 +99,19 @@ def main(argv: list[str]) -> int:
     provenance = {**report.provenance(), "machine": report.machine()}
     if args.precisions is None:
         args.precisions = [configs.MODEL.history_sum_precision]
-    rows = [step_ms(shape, args.steps, precision)
-            for shape in args.shapes for precision in args.precisions]
-    lines = ["| shape | users | titles | embedding parameters | history sums | "
-             "ms per 1,024-example step |", "| --- | --- | --- | --- | --- | --- |"]
+    if args.user_chunk_sizes is None:
+        args.user_chunk_sizes = [configs.MODEL.user_chunk_size]
+    rows = [step_ms(shape, args.steps, precision, chunk_size)
+            for shape in args.shapes for precision in args.precisions
+            for chunk_size in args.user_chunk_sizes]
+    lines = ["| shape | users | titles | embedding parameters | history sums | user chunk | "
+             "ms per step | ms per 1,024 examples |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {row['shape']} | {row['users']:,} | {row['titles']:,} | "
               f"{row['embedding_parameters']:,} | {row['history_sum_precision']}: "
               f"{'bfloat16' if row['history_sums_in_bfloat16'] else 'float32'} | "
-              f"{row['ms_per_step']} |" for row in rows]
+              f"{row['user_chunk_size']} | {row['ms_per_step']} | "
+              f"{row['ms_per_1024_examples']} |" for row in rows]
     print("\n".join(lines))
     with open(args.output, "w") as handle:
         json.dump({**provenance, "measured": time.strftime("%Y-%m-%d %H:%M"), "rows": rows},

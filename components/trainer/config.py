@@ -70,6 +70,12 @@ class ModelConfig:
     # updates are lazy: only the rows a batch read move.
     learning_rate: float = 0.01
     batch_size: int = 1024
+    # Training batches hold `batch_size // user_chunk_size` chunks of up to `user_chunk_size`
+    # consecutive ratings of one user (a pass over the chunks in a new order each time): the
+    # examples of a chunk share one window of recent ratings, so the recent terms read
+    # `recent_history_size + user_chunk_size - 1` ratings per chunk, not `recent_history_size`
+    # per example. 1: batches of independent examples.
+    user_chunk_size: int = 8
     # Training stops when the validation loss (both tasks' weighted loss, without the L2
     # penalty, on a slice carved from the training split, never the eval split) has not
     # improved for `early_stopping_patience` checks; the best weights are kept. It is checked

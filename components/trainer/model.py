@@ -37,6 +37,11 @@ def clamp_time(time: tf.Tensor) -> tf.Tensor:
 # earlier ratings through them (train.earlier_slice_ratings).
 REQUEST_COLUMNS = ("request_movies", "request_times", "request_ratings", "request_valid")
 
+# Training batches come in user chunks (train.user_chunks): USER_INDEX [chunks], the other
+# columns [chunks, examples per chunk], and this one [chunks, examples per chunk], False where
+# it pads a chunk. Its examples are training examples: each leaves its own title out.
+CHUNK_SLOTS = "chunk_slots"
+
 
 @dataclasses.dataclass(frozen=True)
 class RatingWindow:
@@ -100,12 +105,17 @@ class HistoryTable(tf.Module):
         self.movies.assign(histories.movies.astype(np.int32))
         self.ratings.assign(histories.ratings)
 
+    def ends(self, user_index: tf.Tensor, request_time: tf.Tensor) -> tf.Tensor:
+        """The position after each user's last rating made strictly before `request_time`
+        (both [batch]): the user's ratings before the request end there."""
+        request_key = user_index * _TIME_RANGE + clamp_time(request_time)
+        return tf.searchsorted(self.keys[None, :], request_key[None, :], side="left",
+                               out_type=tf.int64)[0]
+
     def earlier(self, user_index: tf.Tensor, request_time: tf.Tensor, size: int):
         """The user's `size` latest ratings made strictly before `request_time`:
         (positions, valid) [batch, size], oldest first; invalid slots pad short histories."""
-        request_key = user_index * _TIME_RANGE + clamp_time(request_time)
-        end = tf.searchsorted(self.keys[None, :], request_key[None, :], side="left",
-                              out_type=tf.int64)[0]
+        end = self.ends(user_index, request_time)
         start = tf.gather(self.row_splits, user_index)
         positions = end[:, None] - size + tf.range(size, dtype=tf.int64)[None, :]
         valid = positions >= start[:, None]
@@ -113,8 +123,11 @@ class HistoryTable(tf.Module):
 
     def window(self, positions: tf.Tensor, valid: tf.Tensor) -> "RatingWindow":
         """The ratings at `positions` [batch, size] (as `earlier` and `spread` give them)."""
+        # Gathered from the keys read whole, as `ends` reads them: a gather from the variable
+        # itself (ResourceGather) puts it in copy-on-read mode for good, and every later
+        # whole read then copies all of it (8 bytes a rating, each step and each request).
         return RatingWindow(self.movies_at(positions),
-                            tf.gather(self.keys, positions) % _TIME_RANGE,
+                            tf.gather(tf.convert_to_tensor(self.keys), positions) % _TIME_RANGE,
                             tf.gather(self.ratings, positions), valid)
 
     def movies_at(self, positions: tf.Tensor) -> tf.Tensor:
@@ -328,6 +341,17 @@ class TimeWeightedMean(tf.keras.layers.Layer):
                              weights if scales is None else weights * scales, self.in_bfloat16)
         return tf.math.divide_no_nan(total, tf.reduce_sum(weights, axis=1)[:, None])
 
+    def over_chunks(self, movies: tf.Tensor, mask: tf.Tensor, gaps: tf.Tensor,
+                    scales: tf.Tensor | None = None) -> tf.Tensor:
+        """The same mean for chunks of examples that share one window of ratings: movies
+        [chunks, rows] (the shared window), mask and gaps [chunks, examples, rows], scales
+        [chunks, 1, rows] -> [chunks, examples, dim]. Each title is read once per chunk, not
+        once per example, and the sums are batched products (always in float32)."""
+        weights = mask * self.time_weights(gaps)
+        total = tf.einsum("cer,crd->ced", weights if scales is None else weights * scales,
+                          self.embedding(movies))
+        return tf.math.divide_no_nan(total, tf.reduce_sum(weights, axis=2)[..., None])
+
 
 class UserTower(tf.keras.Model):
     """user_index [batch], request_time [batch] int64 (and in training, the rated movie to leave
@@ -426,6 +450,49 @@ class UserTower(tf.keras.Model):
                                          scales=recent.ratings - self.mean_rating)
         return _with_bias_one(retrieval), _with_bias_one(rating)
 
+    def chunk_vectors(self, chunk_user: tf.Tensor, times: tf.Tensor, movies: tf.Tensor,
+                      slots: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The training examples' `vectors` (each leaving its own title out), for a batch of
+        user chunks (train.user_chunks): chunk_user [chunks], each chunk's examples' times and
+        movies [chunks, examples], `slots` [chunks, examples] (False pads a chunk) -> the
+        two vectors of the valid slots, in row-major order, each [valid slots, dim + 1].
+
+        A chunk's examples are ratings of one user close in time, whose recent windows end
+        within a few positions of each other: the recent terms read one window of ratings
+        per chunk (its examples' windows together) and mask it per example, where `vectors`
+        reads a window per example. The same vectors (up to float rounding), for requests
+        with times (training examples have theirs), at a fraction of the reads: a chunk of 8
+        examples reads 71 ratings, not 8 x 64."""
+        example_user = tf.boolean_mask(tf.broadcast_to(chunk_user[:, None], tf.shape(slots)),
+                                       slots)
+        taste = self.user_embedding(example_user) + self.taste_history(
+            example_user, left_out_movie=tf.boolean_mask(movies, slots))
+        ends = self.history.ends(tf.reshape(tf.broadcast_to(chunk_user[:, None],
+                                                            tf.shape(times)), [-1]),
+                                 tf.reshape(times, [-1]))
+        ends = tf.reshape(ends, tf.shape(times))
+        size = self.recent_history_size
+        # Every valid slot's window lies in [first - size, last): padded slots repeat a
+        # chunk's first example (train.user_chunks), so they widen nothing.
+        first = tf.reduce_min(ends, axis=1, keepdims=True)
+        width = size + tf.reduce_max(ends - first)
+        positions = first - size + tf.range(width, dtype=tf.int64)[None, :]
+        start = tf.gather(self.history.row_splits, chunk_user)[:, None]
+        in_window = ((positions[:, None, :] >= tf.maximum(ends - size, start)[:, :, None])
+                     & (positions[:, None, :] < ends[:, :, None]))
+        last = tf.shape(tf.convert_to_tensor(self.history.keys), out_type=tf.int64)[0] - 1
+        window = self.history.window(tf.clip_by_value(positions, 0, last), positions >= start)
+        valid = tf.cast(in_window, tf.float32)
+        gaps = clamp_time(times)[:, :, None] - window.times[:, None, :]
+        session = self.session_term.over_chunks(window.movies, valid, gaps)
+        stars_given = valid * tf.cast(window.ratings > 0, tf.float32)[:, None, :]
+        rated = self.rated_term.over_chunks(
+            window.movies, stars_given, gaps,
+            scales=(window.ratings - self.mean_rating)[:, None, :])
+        retrieval = taste + tf.boolean_mask(session, slots)
+        rating = taste + tf.boolean_mask(rated, slots)
+        return _with_bias_one(retrieval), _with_bias_one(rating)
+
     def _merge_recent(self, recent: RatingWindow, request: RatingWindow,
                       request_time: tf.Tensor) -> RatingWindow:
         """The latest `recent_history_size` of the stored window's ratings and the request's
@@ -490,6 +557,11 @@ def build_rating_head(config: ModelConfig) -> tf.keras.Model:
     return tf.keras.Model([user, movie], rating, name="rating_head")
 
 
+# Added to a score to leave it out of a softmax: exp(score - max) is 0 for any score
+# a model reaches, and the sum stays finite (dtype.min would overflow to -inf).
+_NO_SCORE = -1e30
+
+
 class MultiTaskRecommender(tfrs.Model):
     """Joint retrieval (softmax over movie embeddings) and rating regression.
 
@@ -531,14 +603,20 @@ class MultiTaskRecommender(tfrs.Model):
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False):
         """(user vector at the request time, movie vector, predicted rating). Inputs with the
         REQUEST_COLUMNS are asked as a live request is: with those ratings beside the stored
-        history."""
+        history; inputs in user chunks (CHUNK_SLOTS) give their valid slots' outputs."""
         movie_index = inputs[features.MOVIE_INDEX]
-        request = (RatingWindow(*(inputs[name] for name in REQUEST_COLUMNS))
-                   if REQUEST_COLUMNS[0] in inputs else None)
-        # Every training example is in its user's history, which must not hold it.
-        user_embedding, rating_vector = self.user_tower.vectors(
-            inputs[features.USER_INDEX], inputs[features.TIMESTAMP],
-            left_out_movie=movie_index if training else None, request=request)
+        if CHUNK_SLOTS in inputs:
+            user_embedding, rating_vector = self.user_tower.chunk_vectors(
+                inputs[features.USER_INDEX], inputs[features.TIMESTAMP], movie_index,
+                inputs[CHUNK_SLOTS])
+            movie_index = tf.boolean_mask(movie_index, inputs[CHUNK_SLOTS])
+        else:
+            request = (RatingWindow(*(inputs[name] for name in REQUEST_COLUMNS))
+                       if REQUEST_COLUMNS[0] in inputs else None)
+            # Every training example is in its user's history, which must not hold it.
+            user_embedding, rating_vector = self.user_tower.vectors(
+                inputs[features.USER_INDEX], inputs[features.TIMESTAMP],
+                left_out_movie=movie_index if training else None, request=request)
         movie_embedding = self.movie_tower({
             features.MOVIE_INDEX: movie_index,
             features.GENRES_MULTI_HOT: tf.gather(self.movie_genres, movie_index)})
@@ -559,17 +637,25 @@ class MultiTaskRecommender(tfrs.Model):
         candidates = self.movie_tower({
             features.MOVIE_INDEX: sample,
             features.GENRES_MULTI_HOT: tf.gather(self.vocabulary_genres, sample)})
-        positive = tf.reduce_sum(user_embedding * movie_embedding, axis=1) / self.temperature
-        is_positive = movie_index[:, None] == sample[None, :]
+        user_embedding /= self.temperature  # [batch, dim], not the [batch, sample] scores
+        positive = tf.reduce_sum(user_embedding * movie_embedding, axis=1)
+        # The rated title, where the sample holds it, is no negative: its slot, found by
+        # index, gets a score no exp reaches (a [batch, sample] comparison and select, and
+        # their gradient, cost 3.5 ms a step at ml-1m's sizes).
+        sample_size = tf.shape(sample, out_type=tf.int64)[0]
+        slot_of_movie = tf.scatter_nd(sample[:, None], tf.range(1, sample_size + 1),
+                                      [num_movies + 1]) - 1
+        slot = tf.gather(slot_of_movie, movie_index)
+        negatives = (tf.matmul(user_embedding, candidates, transpose_b=True)
+                     + tf.one_hot(slot, tf.cast(sample_size, tf.int32), on_value=_NO_SCORE,
+                                  off_value=0.0))
         # Each of an example's sampled negatives stands for (num_movies - 1) / (its number of
         # negatives) titles of the full softmax's sum.
-        count = tf.cast(tf.shape(sample)[0], tf.float32) - tf.reduce_sum(
-            tf.cast(is_positive, tf.float32), axis=1, keepdims=True)
-        negatives = (tf.matmul(user_embedding, candidates, transpose_b=True) / self.temperature
-                     + tf.math.log((num_movies - 1) / count))
-        negatives = tf.where(is_positive, negatives.dtype.min, negatives)
-        logits = tf.concat([positive[:, None], negatives], axis=1)
-        return tf.reduce_mean(tf.reduce_logsumexp(logits, axis=1) - positive)
+        count = tf.cast(sample_size - tf.cast(slot >= 0, tf.int64), tf.float32)
+        log_sum = tf.reduce_logsumexp(
+            tf.stack([positive, tf.reduce_logsumexp(negatives, axis=1)
+                      + tf.math.log((num_movies - 1) / count)], axis=1), axis=1)
+        return tf.reduce_mean(log_sum - positive)
 
     def _catalogue_retrieval_loss(self, user_embedding: tf.Tensor,
                                   movie_index: tf.Tensor) -> tf.Tensor:
@@ -578,7 +664,7 @@ class MultiTaskRecommender(tfrs.Model):
             features.MOVIE_INDEX: tf.range(tf.shape(self.vocabulary_genres,
                                                     out_type=tf.int64)[0]),
             features.GENRES_MULTI_HOT: self.vocabulary_genres})
-        logits = tf.matmul(user_embedding, catalogue, transpose_b=True) / self.temperature
+        logits = tf.matmul(user_embedding / self.temperature, catalogue, transpose_b=True)
         # logsumexp minus the target's logit: the cross-entropy, a third faster than TF's fused
         # sparse_softmax_cross_entropy_with_logits kernel on CPU.
         return tf.reduce_mean(tf.reduce_logsumexp(logits, axis=1)
@@ -590,13 +676,16 @@ class MultiTaskRecommender(tfrs.Model):
     @tf.autograph.experimental.do_not_convert
     def compute_loss(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         user_embedding, movie_embedding, rating = self(inputs, training=training)
-        movie_index = inputs[features.MOVIE_INDEX]
+        movie_index, labels = inputs[features.MOVIE_INDEX], inputs[features.RATING_LABEL]
+        if CHUNK_SLOTS in inputs:
+            movie_index, labels = (tf.boolean_mask(column, inputs[CHUNK_SLOTS])
+                                   for column in (movie_index, labels))
         if self.sample_catalogue:
             retrieval_loss = self._sampled_retrieval_loss(user_embedding, movie_embedding,
                                                           movie_index, training)
         else:
             retrieval_loss = self._catalogue_retrieval_loss(user_embedding, movie_index)
-        rating_loss = self.rating_task(labels=inputs[features.RATING_LABEL], predictions=rating)
+        rating_loss = self.rating_task(labels=labels, predictions=rating)
         return self.retrieval_weight * retrieval_loss + self.rating_weight * rating_loss
 
     def test_step(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:

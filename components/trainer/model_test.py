@@ -430,3 +430,97 @@ def test_a_model_trained_with_bfloat16_sums_learns_as_the_float32_one_does():
         rmse[precision] = model.evaluate(_dataset(1), return_dict=True, verbose=0)["rmse"]
         assert rmse[precision] < 0.5 * before["rmse"]
     assert rmse["bfloat16"] == pytest.approx(rmse["float32"], abs=0.05)
+
+
+def _chunked_training_set(seed=0, size=3_000):
+    """Ratings of heavy users, many made in the same minute, sorted as training reads them;
+    their histories; and their user chunks."""
+    from components.trainer import train
+
+    rng = np.random.default_rng(seed)
+    users = rng.integers(NUM_USERS, size=size)
+    times = rng.integers(0, 400, size=size) * 60
+    movies = rng.integers(NUM_MOVIES, size=size)
+    ratings = rng.integers(1, 6, size=size).astype("float32")
+    order = np.lexsort([ratings, movies, times, users])
+    columns = {features.USER_INDEX: users[order], features.MOVIE_INDEX: movies[order],
+               features.TIMESTAMP: times[order], features.RATING_LABEL: ratings[order]}
+    histories = _histories(*(columns[name].tolist() for name in (
+        features.USER_INDEX, features.MOVIE_INDEX, features.TIMESTAMP, features.RATING_LABEL)))
+    return columns, histories, train.user_chunks(users[order], times[order], 8)
+
+
+def _learnt_time_weights(tower, seed=1):
+    """Unequal time-bucket weights, as training leaves them."""
+    rng = np.random.default_rng(seed)
+    for term in (tower.session_term, tower.rated_term):
+        rows = term.time_weights.log_weights.input_dim
+        term.time_weights.log_weights.set_weights([rng.normal(size=(rows, 1)).astype("float32")])
+
+
+def test_user_chunks_give_each_training_example_the_vectors_it_has_alone():
+    columns, histories, chunks = _chunked_training_set()
+    assert not chunks.slots.all()  # some chunks are padded
+    model = _build(_config(embedding_dim=8, recent_history_size=16, taste_history_size=32),
+                   histories)
+    tower = model.user_tower
+    _vectors(tower, [0], [1])  # builds the layers
+    _learnt_time_weights(tower)
+    rows = chunks.examples
+    chunked = tower.chunk_vectors(
+        tf.constant(columns[features.USER_INDEX][rows[:, 0]]),
+        tf.constant(columns[features.TIMESTAMP][rows]),
+        tf.constant(columns[features.MOVIE_INDEX][rows]), tf.constant(chunks.slots))
+    examples = rows[chunks.slots]
+    alone = _vectors(tower, columns[features.USER_INDEX][examples],
+                     columns[features.TIMESTAMP][examples],
+                     left_out=columns[features.MOVIE_INDEX][examples])
+    for chunk_vector, vector in zip(chunked, alone, strict=True):
+        np.testing.assert_allclose(chunk_vector.numpy()[:, :-1], vector, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("softmax_size", [2_048, 10])
+def test_a_batch_of_user_chunks_has_the_loss_of_its_examples_alone(softmax_size):
+    from components.trainer import train
+
+    columns, histories, chunks = _chunked_training_set()
+    model = _build(_config(embedding_dim=8, recent_history_size=16,
+                           catalogue_softmax_size=softmax_size), histories)
+    batch = next(iter(train.shuffled_chunk_batches(columns, chunks, chunks_per_batch=32,
+                                                   seed=0)))
+    flat = {name: tf.boolean_mask(batch[name], batch[model_lib.CHUNK_SLOTS])
+            for name in (features.MOVIE_INDEX, features.TIMESTAMP, features.RATING_LABEL)}
+    slots = batch[model_lib.CHUNK_SLOTS]
+    flat[features.USER_INDEX] = tf.boolean_mask(
+        tf.broadcast_to(batch[features.USER_INDEX][:, None], tf.shape(slots)), slots)
+    model(flat, training=True)  # builds the layers
+    _learnt_time_weights(model.user_tower)
+    # The sampled softmax draws a new sample each call: the same seed for both.
+    tf.random.set_seed(7)
+    chunked = float(model.compute_loss(batch, training=True))
+    tf.random.set_seed(7)
+    alone = float(model.compute_loss(flat, training=True))
+    assert chunked == pytest.approx(alone, rel=1e-5)
+
+
+def test_the_sampled_softmax_leaves_each_rated_title_out_of_its_negatives():
+    model = _build(_config(embedding_dim=4, rating_weight=0.0, catalogue_softmax_size=10,
+                           temperature=0.5))
+    batch = next(iter(_dataset()))
+    user, movie, _ = model(batch)
+    movie_index = batch[features.MOVIE_INDEX].numpy()
+    sample = model.validation_sample.numpy()
+    candidates = model.movie_tower({
+        features.MOVIE_INDEX: tf.constant(sample),
+        features.GENRES_MULTI_HOT: tf.gather(model.vocabulary_genres, sample)}).numpy()
+    scores = user.numpy() @ candidates.T / 0.5
+    positive = (user.numpy() * movie.numpy()).sum(axis=1) / 0.5
+    expected = []
+    for row, rated in enumerate(movie_index):
+        negatives = scores[row][sample != rated]
+        logits = np.append(negatives + np.log((NUM_MOVIES - 1) / len(negatives)), positive[row])
+        expected.append(np.log(np.exp(logits).sum()) - positive[row])
+    assert (movie_index[:, None] == sample[None, :]).any(axis=1).any()  # some are sampled
+    assert float(model._sampled_retrieval_loss(user, movie, batch[features.MOVIE_INDEX],
+                                               training=False)) == pytest.approx(
+        np.mean(expected), rel=1e-5)

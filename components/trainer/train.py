@@ -6,6 +6,7 @@ same graph serves training, the catalogue and raw-input serving.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -124,23 +125,73 @@ def evenly_spread(size: int, count: int) -> np.ndarray:
     return np.arange(count, dtype=np.int64) * size // count
 
 
-def shuffled_batches(columns: dict[str, np.ndarray], batch_size: int,
-                     seed: int) -> tf.data.Dataset:
-    """Endless batches of `columns`: each pass over them in a new order (seeded), its last
-    batch partial. Batches are gathered by index, never element by element."""
-    size = len(next(iter(columns.values())))
+@dataclasses.dataclass(frozen=True)
+class UserChunks:
+    """Training examples grouped in chunks of ratings of one user close in time:
+    `examples[c]` are chunk c's rows of the example columns, `slots[c]` False where a chunk
+    shorter than the others is padded (with its own first example)."""
+
+    examples: np.ndarray  # [chunks, chunk_size] int64
+    slots: np.ndarray  # [chunks, chunk_size] bool
+
+
+def user_chunks(users: np.ndarray, times: np.ndarray, chunk_size: int) -> UserChunks:
+    """`users` and `times` [n] (sorted by user, then time, as model_inputs orders them) in
+    chunks of at most `chunk_size` consecutive ratings of one user whose windows of earlier
+    ratings (model.HistoryTable.ends over these ratings) end within `2 * chunk_size - 1`
+    positions of each other: the user tower reads one window for a whole chunk
+    (model.UserTower.chunk_vectors), `2 * chunk_size - 1` ratings longer than one example's.
+    Chunks are cut greedily, in order. Ratings made in the same second share an end; bounding
+    the ends' spread by `chunk_size - 1` instead left 8.7 % of ml-100k's slots padding, not
+    3.2 %."""
+    if chunk_size < 1:
+        raise ValueError(f"user_chunk_size must be at least 1, got {chunk_size}.")
+    users = np.asarray(users, np.int64)
+    keys = users * (model_lib.LATEST_TIME + 1) + np.clip(times, 0, model_lib.LATEST_TIME)
+    if np.any(np.diff(keys) < 0):
+        raise ValueError("Training examples must be sorted by user index, then time.")
+    ends = np.searchsorted(keys, keys, side="left")
+    starts, count, first_end, user = [], chunk_size, 0, -1
+    # Cutting greedily does not vectorise: about 3 s for 10 M ratings (AMD EPYC, 2 cores).
+    for position, (example_user, end) in enumerate(zip(users.tolist(), ends.tolist(),
+                                                                   strict=True)):
+        if example_user != user or count == chunk_size or end - first_end >= 2 * chunk_size:
+            starts.append(position)
+            count, first_end, user = 0, end, example_user
+        count += 1
+    starts = np.array(starts, np.int64)
+    counts = np.diff(np.append(starts, len(keys)))
+    slot = np.arange(chunk_size)[None, :]
+    slots = slot < counts[:, None]
+    return UserChunks(np.where(slots, starts[:, None] + slot, starts[:, None]), slots)
+
+
+def shuffled_chunk_batches(columns: dict[str, np.ndarray], chunks: UserChunks,
+                           chunks_per_batch: int, seed: int) -> tf.data.Dataset:
+    """Endless training batches of `columns` (model.CHUNK_SLOTS' layout: the user index per
+    chunk, the other columns per chunk and slot): each pass over the chunks in a new order
+    (seeded), its last batch partial. Batches are gathered by index, never element by
+    element."""
     tensors = {name: tf.constant(values) for name, values in columns.items()}
-    num_batches = -(-size // batch_size)
+    examples, slots = tf.constant(chunks.examples), tf.constant(chunks.slots)
+    size = len(chunks.examples)
+    num_batches = -(-size // chunks_per_batch)
 
     def batches_of_one_pass(pass_seed):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(size, dtype=tf.int64), seed=tf.stack([pass_seed, tf.constant(0, tf.int64)]))
         return tf.data.Dataset.range(num_batches).map(
-            lambda batch: order[batch * batch_size:(batch + 1) * batch_size])
+            lambda batch: order[batch * chunks_per_batch:(batch + 1) * chunks_per_batch])
+
+    def batch_of(picked):
+        rows = tf.gather(examples, picked)
+        batch = {name: tf.gather(tensor, rows) for name, tensor in tensors.items()}
+        batch[features.USER_INDEX] = batch[features.USER_INDEX][:, 0]
+        batch[model_lib.CHUNK_SLOTS] = tf.gather(slots, picked)
+        return batch
 
     return without_autotune(
-        tf.data.Dataset.random(seed=seed).flat_map(batches_of_one_pass)
-        .map(lambda rows: {name: tf.gather(tensor, rows) for name, tensor in tensors.items()})
+        tf.data.Dataset.random(seed=seed).flat_map(batches_of_one_pass).map(batch_of)
         .prefetch(2))
 
 
@@ -343,12 +394,22 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
                        **earlier_slice_ratings(validation, validation_histories, checked,
                                                config.recent_history_size)}
     examples = len(fit_part[features.USER_INDEX])
+    chunks = user_chunks(fit_part[features.USER_INDEX], fit_part[features.TIMESTAMP],
+                         config.user_chunk_size)
+    chunks_per_batch = max(config.batch_size // config.user_chunk_size, 1)
+    steps_per_pass = -(-len(chunks.examples) // chunks_per_batch)
     interval = min(examples, config.validation_interval)
-    steps_per_check = -(-interval // config.batch_size)
-    # A check is one pass (its last batch partial), or steps_per_check full batches.
-    examples_per_check = examples if interval == examples else steps_per_check * config.batch_size
+    # A check is one pass (its last batch partial), or the steps that train about `interval`
+    # examples (a step trains a pass's examples over its steps).
+    steps_per_check = (steps_per_pass if interval == examples
+                       else min(-(-interval // config.batch_size), steps_per_pass))
+    examples_per_check = examples * steps_per_check / steps_per_pass
+    checks = -(-config.epochs * steps_per_pass // steps_per_check)
     first_check = first_monitored_check(examples, examples_per_check, config.minimum_passes)
     within_pass = examples_per_check < examples
+    logging.info("Training batches of %d chunks of up to %d ratings of one user (%d chunks, "
+                 "%.1f %% of their slots padding)", chunks_per_batch, config.user_chunk_size,
+                 len(chunks.examples), 100 * (1 - examples / chunks.slots.size))
     logging.info("Early stopping and the learning-rate cuts read the checks from check %d on "
                  "(%d examples a check, %d in a pass%s)", first_check + 1, examples_per_check,
                  examples, f"; each cut rate held for {config.within_pass_rate_hold} checks, "
@@ -361,14 +422,14 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     started = time.perf_counter()
     history = model.fit(
-        shuffled_batches({name: fit_part[name] for name in columns}, config.batch_size,
-                         config.seed),
-        steps_per_epoch=steps_per_check, epochs=-(-config.epochs * examples // interval),
+        shuffled_chunk_batches({name: fit_part[name] for name in columns}, chunks,
+                               chunks_per_batch, config.seed),
+        steps_per_epoch=steps_per_check, epochs=checks,
         validation_data=batches_in_order(checked_ratings, config.batch_size)
         if len(checked) else None,
         verbose=2, callbacks=callbacks)
     seconds = time.perf_counter() - started
-    trained = len(history.epoch) * examples_per_check
+    trained = round(len(history.epoch) * examples_per_check)
     logging.info("Trained on %d examples (%.1f passes over %d) in %.1f s: %.0f examples/s "
                  "(validation included)", trained, trained / examples, examples, seconds,
                  trained / seconds)

@@ -17,17 +17,57 @@ def _ratings(users, movies, times, ratings=None):
             features.RATING_LABEL: np.array(ratings or [3.0] * len(users), dtype="float32")}
 
 
-def test_shuffled_batches_cover_every_row_once_a_pass_in_a_seeded_order():
-    columns = {"row": np.arange(10), "double": np.arange(10) * 2}
-    batches = [batch for _, batch in zip(range(8), train.shuffled_batches(columns, 4, seed=1)
-                                         .as_numpy_iterator(), strict=False)]
-    assert [len(batch["row"]) for batch in batches] == [4, 4, 2] * 2 + [4, 4]
-    first, second = (np.concatenate([b["row"] for b in batches[i:i + 3]]) for i in (0, 3))
-    assert sorted(first) == sorted(second) == list(range(10))
+def test_user_chunks_hold_consecutive_ratings_of_one_user_with_windows_ending_close():
+    # User 0: 9 ratings in one second, then 4 one a minute; user 1: 3; user 2: 12 a minute.
+    users = np.array([0] * 13 + [1] * 3 + [2] * 12)
+    times = np.concatenate([[100] * 9, 160 + 60 * np.arange(4), [50, 60, 70],
+                            60 * np.arange(12)])
+    chunks = train.user_chunks(users, times, chunk_size=4)
+    examples = chunks.examples[chunks.slots]
+    assert sorted(examples) == list(range(len(users)))  # every rating once
+    for rows, slots in zip(chunks.examples, chunks.slots, strict=True):
+        held = rows[slots]
+        assert slots.tolist() == sorted(slots, reverse=True) and len(held) <= 4
+        assert (np.diff(held) == 1).all() and len(set(users[held])) == 1
+        assert (rows[~slots] == held[0]).all()  # padding repeats the first example
+        # The windows (ratings before each one's time) end within 2 * 4 - 1 positions.
+        ends = np.searchsorted(users * 2**32 + times, users[held] * 2**32 + times[held])
+        assert ends.max() - ends.min() <= 7
+    # User 0's same-second ratings share an end (its first position), the next ones end 9 to
+    # 12 positions later: no chunk holds both.
+    assert chunks.examples[:4].tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 8, 8, 8],
+                                            [9, 10, 11, 12]]
+    assert chunks.slots[2].tolist() == [True, False, False, False]
+    assert len(chunks.examples) == 4 + 1 + 3
+    single = train.user_chunks(users, times, chunk_size=1)
+    assert single.examples[:, 0].tolist() == list(range(len(users))) and single.slots.all()
+
+
+def test_user_chunks_refuse_unsorted_examples_and_a_chunk_size_below_one():
+    with pytest.raises(ValueError, match="sorted by user index, then time"):
+        train.user_chunks(np.array([0, 0]), np.array([5, 4]), 2)
+    with pytest.raises(ValueError, match="user_chunk_size must be at least 1"):
+        train.user_chunks(np.array([0]), np.array([5]), 0)
+
+
+def test_shuffled_chunk_batches_cover_every_chunk_once_a_pass_in_a_seeded_order():
+    users = np.repeat(np.arange(5), 4)
+    columns = {features.USER_INDEX: users, features.TIMESTAMP: np.arange(20) * 100,
+               features.MOVIE_INDEX: np.arange(20)}
+    chunks = train.user_chunks(users, columns[features.TIMESTAMP], chunk_size=2)  # 10 chunks
+    batches = [batch for _, batch in zip(
+        range(8), train.shuffled_chunk_batches(columns, chunks, 4, seed=1).as_numpy_iterator(),
+        strict=False)]
+    assert [len(batch[features.USER_INDEX]) for batch in batches] == [4, 4, 2] * 2 + [4, 4]
+    first, second = (np.concatenate([b[features.MOVIE_INDEX].ravel() for b in batches[i:i + 3]])
+                     for i in (0, 3))
+    assert sorted(first) == sorted(second) == list(range(20))
     assert first.tolist() != second.tolist()  # a new order every pass
-    assert all((batch["double"] == batch["row"] * 2).all() for batch in batches)
-    again = next(train.shuffled_batches(columns, 4, seed=1).as_numpy_iterator())
-    assert again["row"].tolist() == batches[0]["row"].tolist()
+    for batch in batches:
+        assert batch[features.MOVIE_INDEX].shape == batch[model_lib.CHUNK_SLOTS].shape
+        assert (users[batch[features.MOVIE_INDEX]] == batch[features.USER_INDEX][:, None]).all()
+    again = next(train.shuffled_chunk_batches(columns, chunks, 4, seed=1).as_numpy_iterator())
+    assert again[features.MOVIE_INDEX].tolist() == batches[0][features.MOVIE_INDEX].tolist()
 
 
 @pytest.mark.parametrize("size", [8, 10, 3])
