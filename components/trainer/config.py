@@ -60,9 +60,10 @@ class ModelConfig:
     # each step updates (components/trainer/lazy_adam.py: a step's cost then stays
     # independent of the vocabularies' sizes).
     l2_regularization: float = 1e-4
-    # The precision of the history terms' sums in training (validation checks included):
-    # "auto" computes them in bfloat16 on CPUs that multiply bfloat16 in hardware (Intel AMX),
-    # for catalogues of 2,049 to 32,768 titles (ml-1m's size: a 1,024-example step 57 -> 42 ms,
+    # The precision of the history terms' sums in training (validation checks included; the
+    # recent terms of user chunks are summed in float32): "auto" computes them in bfloat16 on
+    # CPUs that multiply bfloat16 in hardware (Intel AMX), for catalogues of 2,049 to 32,768
+    # titles (ml-1m's size: a 1,024-example step 57 -> 42 ms before user chunks,
     # docs/cost_and_scale.md), and in float32 otherwise; "float32" and "bfloat16" force one.
     # The exported model computes in float32 whatever this says.
     history_sum_precision: str = "auto"

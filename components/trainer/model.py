@@ -173,7 +173,9 @@ class TimeBucketWeights(tf.keras.layers.Layer):
 # Since the gathered route's gradient is dense (_gathered_sum_with_dense_gradient) it is 1 to
 # 12 % cheaper at ml-100k's size (three A/Bs, 2026-12-03, docs/cost_and_scale.md), within the
 # machine's spread; the product stays, so that ml-100k trains as every figure quoted for it was
-# measured.
+# measured. (Measured before user chunks: in training these sums are now the taste term's and
+# the validation checks'; the recent terms of a chunk are batched products over its shared
+# window, UserTower.chunk_vectors.)
 DENSE_SUM_MAX_ROWS = 2048
 # Embedding tables up to this many rows are updated densely (see LazyAdam): at ml-100k's and
 # ml-1m's sizes (at most 6,041 rows) lazy updates cost 2 to 5 % more a step; ml-25m's tables
@@ -203,7 +205,8 @@ def bfloat16_history_sums(precision: str, num_movies: int) -> bool:
     (`ModelConfig.history_sum_precision`). "auto": on CPUs that multiply bfloat16 in hardware,
     for catalogues between DENSE_SUM_MAX_ROWS and DENSE_UPDATE_MAX_ROWS titles (ml-1m's 3.7k),
     where the sums are products of [batch, titles] weight matrices with the tables: 57 -> 42 ms
-    a 1,024-example ml-1m-shaped step on AMX (benchmarks/step_cost.py). At ml-100k's 1.7k titles
+    a 1,024-example ml-1m-shaped step on AMX before user chunks, whose recent terms are summed
+    in float32 (benchmarks/step_cost.py). At ml-100k's 1.7k titles
     float32 is kept on purpose: bfloat16 took 11 % off a step on AMX (23.3 -> 20.7 ms), about
     3 s of the Trainer, not worth moving every ml-100k figure the README quotes; "bfloat16"
     asks for it. Above 32,768 titles the sums are gathers."""
