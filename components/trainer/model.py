@@ -464,8 +464,8 @@ class UserTower(tf.keras.Model):
         within a few positions of each other: the recent terms read one window of ratings
         per chunk (its examples' windows together) and mask it per example, where `vectors`
         reads a window per example. The same vectors (up to float rounding), for requests
-        with times (training examples have theirs), at a fraction of the reads: a chunk of 8
-        examples reads 71 ratings, not 8 x 64."""
+        with times (training examples have theirs), at a fraction of the reads: a chunk of 4
+        examples reads at most 64 + 7 ratings, not 4 x 64."""
         example_user = tf.boolean_mask(tf.broadcast_to(chunk_user[:, None], tf.shape(slots)),
                                        slots)
         taste = self.user_embedding(example_user) + self.taste_history(

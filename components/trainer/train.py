@@ -142,8 +142,8 @@ def user_chunks(users: np.ndarray, times: np.ndarray, chunk_size: int) -> UserCh
     positions of each other: the user tower reads one window for a whole chunk
     (model.UserTower.chunk_vectors), `2 * chunk_size - 1` ratings longer than one example's.
     Chunks are cut greedily, in order. Ratings made in the same second share an end; bounding
-    the ends' spread by `chunk_size - 1` instead left 8.7 % of ml-100k's slots padding, not
-    3.2 %."""
+    the ends' spread by `chunk_size - 1` instead left 11.8 % of ml-100k's slots padding, not
+    2.1 % (chunks of 4; of 8: 8.7 and 3.2 %)."""
     if chunk_size < 1:
         raise ValueError(f"user_chunk_size must be at least 1, got {chunk_size}.")
     users = np.asarray(users, np.int64)
