@@ -1,17 +1,18 @@
 """The Trainer's cost per training step at each MovieLens release's vocabulary sizes.
 
     .venv/bin/python -m benchmarks.step_cost [--shapes ml-100k ml-1m ml-25m] [--steps 40]
-        [--precisions auto float32 bfloat16]
+        [--precisions auto float32 bfloat16] [--user-chunk-sizes 4 8]
 
 For each shape, 1 M heavy-tailed synthetic ratings (synthetic.generate_heavy_tailed, with the
 shape's title count and as many users as 1 M ratings need) are spread over the shape's whole
 user vocabulary, and the default model (`configs.MODEL`) is built at the full vocabulary sizes
-(ml-25m: 162,541 users, 59,047 titles) and trained for `--steps` steps of 1,024 examples after
-as many warm-up steps, in this process. What it isolates: how a step's cost grows with the
-vocabularies, at the same history lengths and batch. `--precisions` measures each
-`ModelConfig.history_sum_precision` in turn (the default: the configured one), to see what
-bfloat16 history sums gain on this CPU. Prints a Markdown table; writes
-benchmarks/results/step_cost.json.
+(ml-25m: 162,541 users, 59,047 titles) and trained for `--steps` steps after as many warm-up
+steps, in this process, on batches of user chunks as the Trainer makes them (a step's
+examples: 1,024 less the chunks' padding, so each row also gives ms per 1,024 examples). What
+it isolates: how a step's cost grows with the vocabularies, at the same history lengths and
+batch. `--precisions` measures each `ModelConfig.history_sum_precision` in turn, and
+`--user-chunk-sizes` each `ModelConfig.user_chunk_size` (the defaults: the configured ones).
+Prints a Markdown table; writes benchmarks/results/step_cost.json.
 """
 
 from __future__ import annotations

@@ -153,8 +153,8 @@ def user_chunks(users: np.ndarray, times: np.ndarray, chunk_size: int) -> UserCh
     ends = np.searchsorted(keys, keys, side="left")
     starts, count, first_end, user = [], chunk_size, 0, -1
     # Cutting greedily does not vectorise: about 3 s for 10 M ratings (AMD EPYC, 2 cores).
-    for position, (example_user, end) in enumerate(zip(users.tolist(), ends.tolist(),
-                                                                   strict=True)):
+    for position, (example_user, end) in enumerate(
+            zip(users.tolist(), ends.tolist(), strict=True)):
         if example_user != user or count == chunk_size or end - first_end >= 2 * chunk_size:
             starts.append(position)
             count, first_end, user = 0, end, example_user
