@@ -43,6 +43,17 @@ def test_user_chunks_hold_consecutive_ratings_of_one_user_with_windows_ending_cl
     assert single.examples[:, 0].tolist() == list(range(len(users))) and single.slots.all()
 
 
+def test_user_chunks_are_cut_the_same_across_the_blocks_they_are_read_in(monkeypatch):
+    rng = np.random.default_rng(0)
+    users, times = np.sort(rng.integers(0, 6, 200)), rng.integers(0, 30, 200) * 60
+    order = np.lexsort([times, users])
+    whole = train.user_chunks(users[order], times[order], chunk_size=4)
+    monkeypatch.setattr(train, "_CHUNKING_BLOCK", 7)
+    blocks = train.user_chunks(users[order], times[order], chunk_size=4)
+    np.testing.assert_array_equal(blocks.examples, whole.examples)
+    np.testing.assert_array_equal(blocks.slots, whole.slots)
+
+
 def test_user_chunks_refuse_unsorted_examples_and_a_chunk_size_below_one():
     with pytest.raises(ValueError, match="sorted by user index, then time"):
         train.user_chunks(np.array([0, 0]), np.array([5, 4]), 2)
