@@ -75,11 +75,11 @@ class ModelConfig:
     # consecutive ratings of one user (a pass over the chunks in a new order each time): the
     # examples of a chunk share one window of recent ratings, so the recent terms read at most
     # `recent_history_size + 2 * user_chunk_size - 1` ratings per chunk, not
-    # `recent_history_size` per example. 1: batches of independent examples. 4 trains as
-    # independent examples do on ml-100k and on ml-1m-shaped data (validation RMSE 0.8876 and
-    # 0.6670, top-10 0.1061 and 0.0339); 8 is 20 % cheaper a step, as good on ml-100k, but on
-    # ml-1m-shaped data it stopped at a validation RMSE of 0.6805 after 54 checks, not 44
-    # (tuning.md, round 25).
+    # `recent_history_size` per example. 1: batches of independent examples. On ml-100k 2, 4
+    # and 8 train as independent examples do; on ml-1m-shaped data, with 4 or 8 alike, the
+    # rating head found the synthetic taste-group affinity within the held checks at 9e-4 in
+    # 2 of 4 runs (validation RMSE 0.667 to 0.668; 0.675 to 0.680 when it did not, top-k the
+    # same), where independent examples did in 3 of 3 (tuning.md, rounds 22 and 25).
     user_chunk_size: int = 4
     # Training stops when the validation loss (both tasks' weighted loss, without the L2
     # penalty, on a slice carved from the training split, never the eval split) has not
