@@ -62,13 +62,13 @@ def step_ms(shape_name: str, steps: int, precision: str, chunk_size: int) -> dic
     columns = {name: values[order] for name, values in columns.items()}
     chunks = train.user_chunks(columns[features.USER_INDEX], columns[features.TIMESTAMP],
                                chunk_size)
-    chunks_per_batch = configs.MODEL.batch_size // chunk_size
-    batches = train.shuffled_chunk_batches(columns, chunks, chunks_per_batch, seed=0)
+    batch_chunks = train.chunks_per_batch(configs.MODEL.batch_size, chunk_size)
+    batches = train.shuffled_chunk_batches(columns, chunks, batch_chunks, seed=0)
     model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)  # tracing and warm-up
     started = time.perf_counter()
     model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
     seconds = time.perf_counter() - started
-    examples_per_step = chunks_per_batch * chunk_size * chunks.slots.mean()
+    examples_per_step = batch_chunks * chunk_size * chunks.slots.mean()
     embedding_parameters = sum(int(np.prod(variable.shape)) for variable in model.variables
                                if "embedding" in variable.name)
     return {"shape": shape_name, "users": shape.num_users, "titles": shape.num_movies,

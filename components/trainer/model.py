@@ -466,14 +466,12 @@ class UserTower(tf.keras.Model):
         reads a window per example. The same vectors (up to float rounding), for requests
         with times (training examples have theirs), at a fraction of the reads: a chunk of 4
         examples reads at most 64 + 7 ratings, not 4 x 64."""
-        example_user = tf.boolean_mask(tf.broadcast_to(chunk_user[:, None], tf.shape(slots)),
-                                       slots)
+        slot_user = tf.broadcast_to(chunk_user[:, None], tf.shape(slots))
+        example_user = tf.boolean_mask(slot_user, slots)
         taste = self.user_embedding(example_user) + self.taste_history(
             example_user, left_out_movie=tf.boolean_mask(movies, slots))
-        ends = self.history.ends(tf.reshape(tf.broadcast_to(chunk_user[:, None],
-                                                            tf.shape(times)), [-1]),
-                                 tf.reshape(times, [-1]))
-        ends = tf.reshape(ends, tf.shape(times))
+        ends = tf.reshape(self.history.ends(tf.reshape(slot_user, [-1]), tf.reshape(times, [-1])),
+                          tf.shape(times))
         size = self.recent_history_size
         # Every valid slot's window lies in [first - size, last): padded slots repeat a
         # chunk's first example (train.user_chunks), so they widen nothing.

@@ -175,6 +175,11 @@ def user_chunks(users: np.ndarray, times: np.ndarray, chunk_size: int) -> UserCh
     return UserChunks(np.where(slots, starts[:, None] + slot, starts[:, None]), slots)
 
 
+def chunks_per_batch(batch_size: int, chunk_size: int) -> int:
+    """How many user chunks a training batch of `batch_size` slots holds (at least one)."""
+    return max(batch_size // chunk_size, 1)
+
+
 def shuffled_chunk_batches(columns: dict[str, np.ndarray], chunks: UserChunks,
                            chunks_per_batch: int, seed: int) -> tf.data.Dataset:
     """Endless training batches of `columns` (model.CHUNK_SLOTS' layout: the user index per
@@ -405,8 +410,8 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
     examples = len(fit_part[features.USER_INDEX])
     chunks = user_chunks(fit_part[features.USER_INDEX], fit_part[features.TIMESTAMP],
                          config.user_chunk_size)
-    chunks_per_batch = max(config.batch_size // config.user_chunk_size, 1)
-    steps_per_pass = -(-len(chunks.examples) // chunks_per_batch)
+    batch_chunks = chunks_per_batch(config.batch_size, config.user_chunk_size)
+    steps_per_pass = -(-len(chunks.examples) // batch_chunks)
     interval = min(examples, config.validation_interval)
     # A check is one pass (its last batch partial), or the steps that train about `interval`
     # examples (a step trains a pass's examples over its steps).
@@ -417,7 +422,7 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
     first_check = first_monitored_check(examples, examples_per_check, config.minimum_passes)
     within_pass = examples_per_check < examples
     logging.info("Training batches of %d chunks of up to %d ratings of one user (%d chunks, "
-                 "%.1f %% of their slots padding)", chunks_per_batch, config.user_chunk_size,
+                 "%.1f %% of their slots padding)", batch_chunks, config.user_chunk_size,
                  len(chunks.examples), 100 * (1 - examples / chunks.slots.size))
     logging.info("Early stopping and the learning-rate cuts read the checks from check %d on "
                  "(%d examples a check, %d in a pass%s)", first_check + 1, examples_per_check,
@@ -432,7 +437,7 @@ def train_module(train_file_patterns: list[str], catalogue_file_pattern: str,
     started = time.perf_counter()
     history = model.fit(
         shuffled_chunk_batches({name: fit_part[name] for name in columns}, chunks,
-                               chunks_per_batch, config.seed),
+                               batch_chunks, config.seed),
         steps_per_epoch=steps_per_check, epochs=checks,
         validation_data=batches_in_order(checked_ratings, config.batch_size)
         if len(checked) else None,
